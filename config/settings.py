@@ -88,6 +88,10 @@ else:
     DATABASES = {"default": embedded_database_settings(VAR_DIR / "pgdata")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# A second connection to the same database for the provider call log, which must commit even
+# when the business transaction around an upstream call rolls back (config.routers).
+DATABASES["call_log"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+DATABASE_ROUTERS = ["config.routers.CallLogRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

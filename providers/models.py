@@ -1,0 +1,65 @@
+"""The call log: one row per upstream call, kept even when the business transaction rolls back."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from providers.results import Outcome
+
+
+class Provider(models.TextChoices):
+    BEST_GERP = "best_gerp", _("BEST GERP")
+    WDT = "wdt", _("Wangdiantong")
+    EXCHANGE = "exchange", _("Redemption platform")
+    BST17 = "bst17", _("17bst")
+
+
+class CallDirection(models.TextChoices):
+    OUTBOUND = "outbound", _("Request to upstream")
+    CALLBACK = "callback", _("Callback from upstream")
+
+
+class ProviderCall(models.Model):
+    """A request to (or callback from) an upstream, with its redacted request and raw answer.
+
+    Written through the `call_log` database connection (see config.routers), so the row
+    survives a rollback of the business transaction that made the call. Business records are
+    referenced by label and id, not by foreign key, for the same reason.
+    """
+
+    provider = models.CharField(_("provider"), max_length=16, choices=Provider.choices)
+    merchant_account = models.CharField(_("merchant account"), max_length=32, default="default")
+    operation = models.CharField(_("operation"), max_length=64)
+    direction = models.CharField(
+        _("direction"), max_length=16, choices=CallDirection.choices, default=CallDirection.OUTBOUND
+    )
+    record_type = models.CharField(_("business record type"), max_length=64, blank=True)
+    record_id = models.CharField(_("business record id"), max_length=64, blank=True)
+    client_reference = models.CharField(_("client reference"), max_length=64, blank=True, db_index=True)
+    method = models.CharField(_("HTTP method"), max_length=8, default="POST")
+    url = models.URLField(_("URL"), max_length=500)
+    request_headers = models.JSONField(_("request headers (redacted)"), default=dict, blank=True)
+    request_body = models.TextField(_("request (redacted)"), blank=True)
+    response_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    response_body = models.TextField(_("raw response"), blank=True)
+    latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices, blank=True)
+    upstream_code = models.CharField(_("upstream code"), max_length=64, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    signature_valid = models.BooleanField(_("signature valid"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("provider call")
+        verbose_name_plural = _("provider calls")
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["record_type", "record_id"]),
+            models.Index(fields=["provider", "operation", "-id"]),
+            models.Index(fields=["outcome", "-id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} {self.operation} #{self.pk}"

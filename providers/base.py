@@ -1,0 +1,216 @@
+"""The one transport every vendor client uses (STYLE.md rule 1).
+
+The base owns the HTTP session, timeouts, the call log and the mapping of transport failures
+to the exception tree. A vendor client only builds and signs the request (a PreparedRequest)
+and reads the answer (a parse function returning a ProviderResult or raising ProviderRejected).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from providers.exceptions import (
+    OutcomeUnknown,
+    ProviderError,
+    ProviderNotReached,
+    ProviderRejected,
+)
+from providers.models import ProviderCall
+from providers.results import Outcome, ProviderResult
+
+logger = logging.getLogger(__name__)
+
+REDACTED = "***"
+
+
+@dataclass
+class PreparedRequest:
+    """Exactly what goes on the wire, plus what may be stored of it."""
+
+    operation: str
+    method: str
+    url: str
+    params: dict[str, str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    # multipart form fields (BEST GERP); sent as form-data parts with no filename
+    form_fields: dict[str, str] | None = None
+    # what is stored in the call log: the request with secrets and PINs replaced
+    redacted_body: str = ""
+    redacted_params: dict[str, str] | None = None
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    # Retry only failures to connect: nothing was sent, so a retry cannot duplicate anything.
+    # Reads, statuses and everything after the first byte are never retried.
+    retry = Retry(total=None, connect=2, read=0, status=0, other=0, redirect=0, backoff_factor=0.2, allowed_methods=None)
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of a secret in text (a last line of defence behind redaction)."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _record_label(record: models.Model | None) -> tuple[str, str]:
+    if record is None:
+        return "", ""
+    return record._meta.label_lower, str(record.pk)
+
+
+class ProviderClient:
+    """Base of every vendor client. Subclasses set `provider` and list their `secret_values`."""
+
+    provider: str = ""
+
+    def __init__(
+        self,
+        *,
+        merchant_account: str = "default",
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
+        nonce: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.merchant_account = merchant_account
+        self.session = session or _session()
+        self.clock = clock
+        self.nonce = nonce
+
+    # What must never be stored or logged for this client (app secrets, keys, passwords).
+    def secret_values(self) -> list[str]:
+        return []
+
+    def execute(
+        self,
+        request: PreparedRequest,
+        parse: Callable[[requests.Response], ProviderResult],
+        *,
+        record: models.Model | None = None,
+        client_reference: str = "",
+    ) -> ProviderResult:
+        """Send a prepared request once, record it, and return the parsed result or raise."""
+        secrets = self.secret_values()
+        record_type, record_id = _record_label(record)
+        call = ProviderCall.objects.create(
+            provider=self.provider,
+            merchant_account=self.merchant_account,
+            operation=request.operation,
+            record_type=record_type,
+            record_id=record_id,
+            client_reference=client_reference,
+            method=request.method,
+            url=request.url,
+            request_headers=json.loads(scrub(json.dumps(self._stored_headers(request)), secrets)),
+            request_body=scrub(request.redacted_body, secrets),
+        )
+        started = time.monotonic()
+        response = None
+        try:
+            response = self._send(request)
+            if response.status_code >= 500:
+                raise OutcomeUnknown(
+                    f"HTTP {response.status_code} from upstream", provider=self.provider, operation=request.operation
+                )
+            try:
+                result = parse(response)
+            except ProviderError:
+                raise
+            except Exception as err:
+                # An answer we cannot read: the request may well have been carried out.
+                raise OutcomeUnknown(
+                    f"Unreadable answer: {err}", provider=self.provider, operation=request.operation
+                ) from err
+        except ProviderError as err:
+            self._finish(call, started, response, secrets, outcome=self._outcome_of(err), error=err)
+            raise
+        self._finish(call, started, response, secrets, outcome=result.outcome, code=result.code)
+        return result
+
+    def _stored_headers(self, request: PreparedRequest) -> dict[str, Any]:
+        stored: dict[str, Any] = dict(request.headers)
+        if request.redacted_params is not None:
+            stored["query"] = request.redacted_params
+        return stored
+
+    def _send(self, request: PreparedRequest) -> requests.Response:
+        files = {k: (None, v) for k, v in request.form_fields.items()} if request.form_fields is not None else None
+        try:
+            return self.session.request(
+                request.method,
+                request.url,
+                params=request.params,
+                headers=request.headers,
+                data=request.body,
+                files=files,
+                timeout=(settings.PROVIDER_CONNECT_TIMEOUT, settings.PROVIDER_READ_TIMEOUT),
+                allow_redirects=False,
+            )
+        except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.InvalidURL) as err:
+            raise ProviderNotReached(str(err), provider=self.provider, operation=request.operation) from err
+        except requests.exceptions.ConnectionError as err:
+            if _failed_before_sending(err):
+                raise ProviderNotReached(str(err), provider=self.provider, operation=request.operation) from err
+            raise OutcomeUnknown(str(err), provider=self.provider, operation=request.operation) from err
+        except requests.exceptions.RequestException as err:
+            # Read timeouts and broken answers: the bytes left, the outcome is not known.
+            raise OutcomeUnknown(str(err), provider=self.provider, operation=request.operation) from err
+
+    @staticmethod
+    def _outcome_of(err: ProviderError) -> str:
+        if isinstance(err, ProviderRejected):
+            return Outcome.FAILED
+        if isinstance(err, ProviderNotReached):
+            return ""  # nothing happened upstream
+        return Outcome.UNKNOWN
+
+    def _finish(self, call, started, response, secrets, *, outcome, code="", error=None) -> None:
+        call.latency_ms = int((time.monotonic() - started) * 1000)
+        call.finished_at = timezone.now()
+        call.outcome = outcome
+        call.upstream_code = getattr(error, "code", "") or code
+        call.error = scrub(f"{type(error).__name__}: {error}", secrets) if error else ""
+        if response is not None:
+            call.response_status = response.status_code
+            call.response_body = scrub(self.redact_response(response.text), secrets)
+        call.save(
+            update_fields=[
+                "latency_ms", "finished_at", "outcome", "upstream_code", "error", "response_status", "response_body"
+            ]
+        )
+        logger.info(
+            "%s %s -> %s (%s ms) call #%s", self.provider, call.operation, outcome or "not sent", call.latency_ms, call.pk
+        )
+
+    def redact_response(self, text: str) -> str:
+        """Remove what must not be stored from a raw answer (vendors with PINs override this)."""
+        return text
+
+
+def _failed_before_sending(err: requests.exceptions.ConnectionError) -> bool:
+    """True when the connection itself failed (refused, DNS), so no byte of the request left."""
+    from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
+
+    reason = err.args[0] if err.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, (NewConnectionError, NameResolutionError))
