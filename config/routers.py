@@ -4,10 +4,14 @@ CALL_LOG_ALIAS = "call_log"
 
 
 class CallLogRouter:
+    """Reads go through the same connection as writes, so a call is visible as soon as it is logged."""
+
     def db_for_write(self, model, **hints):
         if model._meta.label == "providers.ProviderCall":
             return CALL_LOG_ALIAS
         return None
+
+    db_for_read = db_for_write
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         # The call-log alias is a second connection to the same database: migrate only once.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+
+from config.provider_settings import provider_accounts
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -152,38 +155,8 @@ LEDGER_CHECK_CRON = env.str("LEDGER_CHECK_CRON", default="*/30 * * * *")
 CARD_PIN_KEYS = env.list("CARD_PIN_KEYS", default=[])
 
 # --- Upstream providers --------------------------------------------------------------------
-# Each provider may have several merchant accounts: "default" reads <PREFIX>_<FIELD>, and every
-# extra account named in <PREFIX>_ACCOUNTS reads <PREFIX>_<ACCOUNT>_<FIELD>. Values stay None
-# when unset; the provider's settings getter names the missing variable when it is used.
-PROVIDER_FIELDS = {
-    "BEST_GERP": ["BASE_URL", "APP_ID", "APP_SECRET", "TIMESTAMP_UNIT"],
-    "WDT": ["BASE_URL", "SID", "APP_KEY", "APP_SECRET"],
-    "EXCHANGE": [
-        "BASE_URL",
-        "BUSINESS_ID",
-        "MERCHANT_ID",
-        "SIGN_TYPE",
-        "PRIVATE_KEY",
-        "PLATFORM_PUBLIC_KEY",
-        "MD5_KEY",
-        "CALLBACK_URL",
-    ],
-    "BST17": ["BASE_URL", "APP_ID", "APP_KEY", "AGT_PHONE", "TRADE_PASSWORD", "CARD_KEY", "CALLBACK_URL"],
-}
-
-
-def _provider_accounts(prefix: str, fields: list[str]) -> dict[str, dict[str, dict[str, str | None]]]:
-    accounts = {}
-    for account in ["default", *env.list(f"{prefix}_ACCOUNTS", default=[])]:
-        stem = prefix if account == "default" else f"{prefix}_{account.upper()}"
-        accounts[account] = {
-            field: {"variable": f"{stem}_{field}", "value": env.str(f"{stem}_{field}", default="") or None}
-            for field in fields
-        }
-    return accounts
-
-
-PROVIDERS = {prefix: _provider_accounts(prefix, fields) for prefix, fields in PROVIDER_FIELDS.items()}
+# settings.PROVIDERS[PREFIX][account][FIELD] = {"variable": ..., "value": ...}; see provider_settings.
+PROVIDERS = provider_accounts(os.environ)
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=5.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=20.0)
 

@@ -1,0 +1,1 @@
+"""Local fake upstreams speaking the four vendors' protocols (see server.py)."""

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.conf import settings
+
+from config.provider_settings import provider_accounts
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    """The fake upstreams on a free local port, for the whole test session."""
+    from providers.sandbox.server import serve
+
+    httpd = serve("127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_environment(sandbox_server):
+    from providers.sandbox.vendors import demo_environment
+
+    return demo_environment(sandbox_server.sandbox.base_url, "http://127.0.0.1:8000")
+
+
+@pytest.fixture
+def sandbox(sandbox_server, sandbox_environment, settings):
+    """Point every provider's default account at the sandbox; faults are cleared after each test."""
+    settings.PROVIDERS = provider_accounts(sandbox_environment)
+    yield sandbox_server.sandbox
+    sandbox_server.sandbox.clear_faults()
