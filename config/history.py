@@ -81,9 +81,12 @@ class ContextActionFilter(admin.SimpleListFilter):
     parameter_name = "admin_action"
 
     def lookups(self, request, model_admin):
-        from distributors.admin import audited_action_names
-
-        return [(name, name) for name in audited_action_names()]
+        names = {
+            name
+            for registered in model_admin.admin_site._registry.values()
+            for name, _func in ((a if isinstance(a, str) else a.__name__, a) for a in (registered.actions or []))
+        }
+        return [(name, name) for name in sorted(names)]
 
     def queryset(self, request, queryset):
         if self.value():

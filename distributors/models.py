@@ -69,6 +69,7 @@ class Distributor(models.Model):
         verbose_name = _("distributor")
         verbose_name_plural = _("distributors")
         ordering = ["code"]
+        permissions = [("export_statement", _("Can export a distributor statement"))]
         indexes = [models.Index(fields=["name"]), models.Index(fields=["status"])]
 
     def __str__(self) -> str:
@@ -173,6 +174,7 @@ class BalanceCheck(models.Model):
     class Meta:
         verbose_name = _("ledger check")
         verbose_name_plural = _("ledger checks")
+        permissions = [("run_ledger_check", _("Can run the ledger check on demand"))]
         ordering = ["-started_at"]
 
     def __str__(self) -> str:

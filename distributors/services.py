@@ -26,6 +26,11 @@ def distributor_open_accounts(*, distributor: Distributor) -> list[Account]:
     return list(distributor.accounts.order_by("kind"))
 
 
+def distributors_set_status(*, distributors: models.QuerySet[Distributor], status: str) -> int:
+    """Set the status of many distributors in one UPDATE (history triggers record each row)."""
+    return distributors.exclude(status=status).update(status=status, updated_at=timezone.now())
+
+
 @dataclass(frozen=True)
 class Posting:
     kind: AccountKind | str

@@ -8,6 +8,14 @@ from django.conf import settings
 from config.provider_settings import provider_accounts
 
 
+def pytest_collection_modifyitems(items):
+    """Let every database test use the call-log connection (a second connection, same database)."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is not None and "databases" not in marker.kwargs:
+            item.add_marker(pytest.mark.django_db(*marker.args, **marker.kwargs, databases=["default", "call_log"]))
+
+
 @pytest.fixture(scope="session")
 def sandbox_server():
     """The fake upstreams on a free local port, for the whole test session."""

@@ -1,0 +1,66 @@
+"""The three roles of the back office, as Django groups, and what each may do.
+
+Data migrations call `sync_roles(apps)` so groups always match this table; a later feature that
+adds permissions adds a migration calling it again.
+"""
+
+from __future__ import annotations
+
+FINANCE_CLERK = "Finance clerk"
+FINANCE_SUPERVISOR = "Finance supervisor"
+AUDITOR = "Auditor"
+
+# Every business model, by app label: what "read-only everywhere" covers.
+BUSINESS_MODELS = {
+    "distributors": ["distributor", "account", "ledgerentry", "balancecheck"],
+    "providers": ["providercall"],
+    "orders": [],
+    "pghistory": ["events", "context"],
+}
+
+
+def _view_all() -> set[tuple[str, str]]:
+    return {(app, f"view_{model}") for app, models in BUSINESS_MODELS.items() for model in models}
+
+
+CLERK_PERMISSIONS = _view_all() | {
+    ("distributors", "add_distributor"),
+    ("distributors", "change_distributor"),
+    ("distributors", "export_statement"),
+}
+
+SUPERVISOR_PERMISSIONS = CLERK_PERMISSIONS | {
+    ("distributors", "run_ledger_check"),
+}
+
+AUDITOR_PERMISSIONS = _view_all() | {
+    ("distributors", "export_statement"),
+}
+
+ROLE_PERMISSIONS = {
+    FINANCE_CLERK: CLERK_PERMISSIONS,
+    FINANCE_SUPERVISOR: SUPERVISOR_PERMISSIONS,
+    AUDITOR: AUDITOR_PERMISSIONS,
+}
+
+
+def sync_roles(apps, schema_editor=None) -> None:
+    """Create the groups and give each exactly the permissions of its role."""
+    from django.contrib.auth.management import create_permissions
+
+    # Permissions are normally created after all migrations ran; make sure they exist now.
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, wanted in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        permissions = [
+            permission
+            for app_label, codename in sorted(wanted)
+            for permission in Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+        ]
+        group.permissions.set(permissions)

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import datetime
+
+from django import forms
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from distributors.models import AccountKind
+
+
+class StatementForm(forms.Form):
+    account = forms.ChoiceField(label=_("account"), choices=AccountKind.choices, initial=AccountKind.PREPAID)
+    start = forms.DateField(label=_("from"), widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_("to"), widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, data=None, **kwargs):
+        today = timezone.localdate()
+        defaults = {"account": AccountKind.PREPAID, "start": today.replace(day=1), "end": today}
+        super().__init__({**defaults, **(data.dict() if data else {})}, **kwargs)
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if start and end and start > end:
+            raise forms.ValidationError(_("The start date must not be after the end date."))
+        if start and end and (end - start) > datetime.timedelta(days=366):
+            raise forms.ValidationError(_("A statement covers at most one year."))
+        return cleaned
