@@ -12,7 +12,7 @@ AUDITOR = "Auditor"
 
 # Every business model, by app label: what "read-only everywhere" covers.
 BUSINESS_MODELS = {
-    "distributors": ["distributor", "account", "ledgerentry", "balancecheck"],
+    "distributors": ["distributor", "account", "ledgerentry", "balancecheck", "fundtransaction", "erpsync"],
     "providers": ["providercall"],
     "orders": [],
     "pghistory": ["events", "context"],
@@ -27,10 +27,17 @@ CLERK_PERMISSIONS = _view_all() | {
     ("distributors", "add_distributor"),
     ("distributors", "change_distributor"),
     ("distributors", "export_statement"),
+    ("distributors", "add_fundtransaction"),
+    ("distributors", "change_fundtransaction"),
+    ("distributors", "submit_fundtransaction"),
+    ("distributors", "reverse_fundtransaction"),
 }
 
 SUPERVISOR_PERMISSIONS = CLERK_PERMISSIONS | {
     ("distributors", "run_ledger_check"),
+    ("distributors", "approve_fundtransaction"),
+    ("distributors", "retry_erpsync"),
+    ("distributors", "resolve_erpsync"),
 }
 
 AUDITOR_PERMISSIONS = _view_all() | {

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -11,9 +12,27 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from config.admin_actions import confirmed_action
 from config.spreadsheets import xlsx_bytes
+from distributors.erp_sync import erp_sync_resolve, erp_sync_retry
+from distributors.fund_transactions import (
+    fund_transaction_approve,
+    fund_transaction_reject,
+    fund_transaction_reverse,
+    fund_transactions_submit,
+)
 from distributors.forms import StatementForm
-from distributors.models import Account, BalanceCheck, Distributor, DistributorStatus, LedgerEntry
+from distributors.models import (
+    Account,
+    BalanceCheck,
+    Distributor,
+    DistributorStatus,
+    ErpSync,
+    FundTransaction,
+    FundTransactionStatus,
+    LedgerEntry,
+    SyncStatus,
+)
 from distributors.selectors import account_statement
 from distributors.services import distributor_open_accounts, distributors_set_status
 
@@ -216,3 +235,209 @@ class BalanceCheckAdmin(ReadOnlyAdmin):
             messages.SUCCESS,
         )
         return HttpResponseRedirect(reverse("admin:distributors_balancecheck_changelist"))
+
+
+class RejectForm(forms.Form):
+    reason = forms.CharField(label=gettext_lazy("reason for the rejection"), max_length=255)
+
+
+class ReviewNoteForm(forms.Form):
+    note = forms.CharField(label=gettext_lazy("what you checked in the ERP"), max_length=255)
+
+
+class ErpSyncInline(admin.TabularInline):
+    model = ErpSync
+    fields = ["target", "client_reference", "status", "attempts", "upstream_reference", "last_error", "updated_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(FundTransaction)
+class FundTransactionAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "distributor", "type", "amount", "payment_channel", "voucher_no", "status", "created_by",
+        "created_at", "sync_summary",
+    ]
+    list_filter = ["status", "type", "payment_channel", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["=voucher_no", "=external_reference", "=distributor__code", "^distributor__code"]
+    list_select_related = ["distributor", "created_by"]
+    autocomplete_fields = ["distributor"]
+    show_full_result_count = False
+    date_hierarchy = "created_at"
+    inlines = [ErpSyncInline]
+    fields = [
+        "distributor", "type", "amount", "payment_channel", "payer_account", "receiving_account", "voucher_no",
+        "completed_at", "remark", "external_reference", "status", "reverses", "created_by", "created_at",
+        "submitted_at", "decided_by", "decided_at", "rejection_reason",
+    ]
+    readonly_fields = [
+        "status", "reverses", "created_by", "created_at", "submitted_at", "decided_by", "decided_at",
+        "rejection_reason", "external_reference",
+    ]
+    actions = ["submit_for_approval", "approve", "reject", "reverse"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("erp_syncs")
+
+    @admin.display(description=gettext_lazy("ERP syncs"))
+    def sync_summary(self, fund_transaction: FundTransaction) -> str:
+        syncs = fund_transaction.erp_syncs.all()
+        return ", ".join(f"{s.get_target_display()}: {s.get_status_display()}" for s in syncs) or "-"
+
+    def has_change_permission(self, request, obj=None):
+        # Anything past draft is history: corrected by a reversing transaction, never edited.
+        if obj is not None and not obj.is_editable:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_submit_permission(self, request):
+        return request.user.has_perm("distributors.submit_fundtransaction")
+
+    def has_approve_permission(self, request):
+        return request.user.has_perm("distributors.approve_fundtransaction")
+
+    def has_reverse_permission(self, request):
+        return request.user.has_perm("distributors.reverse_fundtransaction")
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description=gettext_lazy("Submit selected drafts for approval"), permissions=["submit"])
+    def submit_for_approval(self, request, queryset):
+        def perform_all(selected, _cleaned):
+            result = fund_transactions_submit(ids=selected.values_list("pk", flat=True), actor=request.user)
+            outcome = [(messages.SUCCESS, _("%(count)d transactions submitted for approval.") % {"count": result.submitted})]
+            for pk, reason in list(result.refused.items())[:50]:
+                outcome.append((messages.ERROR, _("FT%(id)s stays a draft: %(reason)s") % {"id": pk, "reason": reason}))
+            if len(result.refused) > 50:
+                outcome.append((messages.ERROR, _("%(count)d more drafts were refused.") % {"count": len(result.refused) - 50}))
+            return outcome
+
+        return confirmed_action(
+            self, request, queryset.filter(status=FundTransactionStatus.DRAFT),
+            title=_("Submit for approval"),
+            explanation=_("The selected drafts go to a supervisor for approval and can no longer be edited."),
+            perform_all=perform_all,
+        )
+
+    @admin.action(description=gettext_lazy("Approve selected transactions (moves money)"), permissions=["approve"])
+    def approve(self, request, queryset):
+        def perform(fund_transaction, _cleaned):
+            approved = fund_transaction_approve(fund_transaction_id=fund_transaction.pk, actor=request.user)
+            count = approved.erp_syncs.count()
+            return _("%(record)s approved; ledger posted; %(count)d ERP syncs queued.") % {
+                "record": approved, "count": count,
+            }
+
+        return confirmed_action(
+            self, request, queryset.filter(status=FundTransactionStatus.PENDING_APPROVAL),
+            title=_("Approve transactions"),
+            explanation=_(
+                "Approving posts each amount to the distributor's ledger and sends it to the ERP systems "
+                "the distributor is kept in. This cannot be undone except by a reversing transaction."
+            ),
+            perform=perform,
+        )
+
+    @admin.action(description=gettext_lazy("Reject selected transactions"), permissions=["approve"])
+    def reject(self, request, queryset):
+        def perform(fund_transaction, cleaned):
+            rejected = fund_transaction_reject(
+                fund_transaction_id=fund_transaction.pk, actor=request.user, reason=cleaned["reason"]
+            )
+            return _("%(record)s rejected.") % {"record": rejected}
+
+        return confirmed_action(
+            self, request, queryset.filter(status=FundTransactionStatus.PENDING_APPROVAL),
+            title=_("Reject transactions"),
+            explanation=_("Rejected transactions move no money and stay in the history with your reason."),
+            perform=perform,
+            form_class=RejectForm,
+        )
+
+    @admin.action(description=gettext_lazy("Record a reversing transaction"), permissions=["reverse"])
+    def reverse(self, request, queryset):
+        def perform(fund_transaction, _cleaned):
+            reversal = fund_transaction_reverse(fund_transaction_id=fund_transaction.pk, actor=request.user)
+            return _("%(reversal)s recorded as a draft reversing %(record)s; submit it for approval.") % {
+                "reversal": reversal, "record": fund_transaction,
+            }
+
+        return confirmed_action(
+            self, request, queryset.filter(status=FundTransactionStatus.APPROVED),
+            title=_("Reverse transactions"),
+            explanation=_("A draft with the opposite effect is recorded for each; it needs approval like any other."),
+            perform=perform,
+        )
+
+
+@admin.register(ErpSync)
+class ErpSyncAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id", "fund_transaction", "target", "merchant_account", "client_reference", "status", "attempts",
+        "upstream_reference", "updated_at", "reviewed_by",
+    ]
+    list_filter = ["status", "target", ("updated_at", admin.DateFieldListFilter)]
+    search_fields = ["=client_reference", "=fund_transaction__voucher_no", "=fund_transaction__distributor__code"]
+    list_select_related = ["fund_transaction__distributor", "reviewed_by"]
+    show_full_result_count = False
+    actions = ["retry", "resolve_arrived", "resolve_send_again"]
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("distributors.retry_erpsync")
+
+    def has_resolve_permission(self, request):
+        return request.user.has_perm("distributors.resolve_erpsync")
+
+    @admin.action(description=gettext_lazy("Retry selected failed syncs"), permissions=["retry"])
+    def retry(self, request, queryset):
+        def perform(sync, _cleaned):
+            if not erp_sync_retry(erp_sync_id=sync.pk, actor=request.user):
+                raise ValidationError(_("it is no longer failed."))
+            return _("%(sync)s queued again with the same reference.") % {"sync": sync}
+
+        return confirmed_action(
+            self, request, queryset.filter(status=SyncStatus.FAILED),
+            title=_("Retry failed syncs"),
+            explanation=_("Each failed sync is sent again to its ERP with its original reference."),
+            perform=perform,
+        )
+
+    @admin.action(description=gettext_lazy("Manual review: it arrived in the ERP"), permissions=["resolve"])
+    def resolve_arrived(self, request, queryset):
+        return self._resolve(request, queryset, arrived=True)
+
+    @admin.action(description=gettext_lazy("Manual review: it did not arrive, send again"), permissions=["resolve"])
+    def resolve_send_again(self, request, queryset):
+        return self._resolve(request, queryset, arrived=False)
+
+    def _resolve(self, request, queryset, *, arrived: bool):
+        def perform(sync, cleaned):
+            if not erp_sync_resolve(erp_sync_id=sync.pk, actor=request.user, arrived=arrived, note=cleaned["note"]):
+                raise ValidationError(_("it is no longer under manual review."))
+            if arrived:
+                return _("%(sync)s recorded as arrived.") % {"sync": sync}
+            return _("%(sync)s queued to be sent again.") % {"sync": sync}
+
+        return confirmed_action(
+            self, request, queryset.filter(status=SyncStatus.MANUAL_REVIEW),
+            title=_("Resolve manual review"),
+            explanation=_(
+                "Check in the ERP whether the record arrived before you decide: sending again a record that "
+                "did arrive records the money twice."
+            ),
+            perform=perform,
+            form_class=ReviewNoteForm,
+        )

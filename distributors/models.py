@@ -183,3 +183,194 @@ class BalanceCheck(models.Model):
     @property
     def is_clean(self) -> bool:
         return self.finished_at is not None and not self.mismatches
+
+
+class FundTransactionType(models.TextChoices):
+    RECHARGE = "recharge", _("Recharge")
+    REFUND = "refund", _("Refund")
+    REBATE = "rebate", _("Rebate")
+    DEDUCTION = "deduction", _("Deduction")
+    CREDIT_INCREASE = "credit_increase", _("Credit increase")
+    CREDIT_DECREASE = "credit_decrease", _("Credit decrease")
+
+
+# Which account a transaction type moves, and in which direction, when it is approved.
+FUND_TRANSACTION_POSTINGS: dict[str, tuple[str, int]] = {
+    FundTransactionType.RECHARGE: (AccountKind.PREPAID, +1),
+    FundTransactionType.REFUND: (AccountKind.PREPAID, -1),
+    FundTransactionType.REBATE: (AccountKind.REBATE, +1),
+    FundTransactionType.DEDUCTION: (AccountKind.PREPAID, -1),
+    FundTransactionType.CREDIT_INCREASE: (AccountKind.CREDIT, +1),
+    FundTransactionType.CREDIT_DECREASE: (AccountKind.CREDIT, -1),
+}
+
+
+class PaymentChannel(models.TextChoices):
+    ALIPAY = "alipay", _("Alipay")
+    WECHAT = "wechat", _("WeChat Pay")
+    BANK_TRANSFER = "bank_transfer", _("Bank transfer")
+    CASH = "cash", _("Cash")
+    SUPPLY_CHAIN = "supply_chain", _("Supply-chain payment")
+    CMB_DIRECT = "cmb_direct", _("China Merchants Bank direct")
+    BILL99 = "bill99", _("99Bill")
+    TENPAY = "tenpay", _("Tenpay")
+    QUICK_PAY = "quick_pay", _("Quick pay")
+    OTHER = "other", _("Other")
+
+
+class FundTransactionStatus(models.TextChoices):
+    DRAFT = "draft", _("Draft")
+    PENDING_APPROVAL = "pending_approval", _("Pending approval")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+
+
+@pghistory.track()
+class FundTransaction(models.Model):
+    """Money a distributor paid in or out, recorded by a clerk and approved by a supervisor."""
+
+    distributor = models.ForeignKey(
+        Distributor, on_delete=models.PROTECT, related_name="fund_transactions", verbose_name=_("distributor")
+    )
+    type = models.CharField(_("type"), max_length=24, choices=FundTransactionType.choices)
+    amount = models.DecimalField(_("amount"), **MONEY)
+    payment_channel = models.CharField(
+        _("payment channel"), max_length=24, choices=PaymentChannel.choices, default=PaymentChannel.BANK_TRANSFER
+    )
+    payer_account = models.CharField(_("payer account"), max_length=128, blank=True)
+    receiving_account = models.CharField(_("receiving account"), max_length=128, blank=True)
+    voucher_no = models.CharField(_("voucher number"), max_length=64, blank=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    remark = models.CharField(_("remark"), max_length=255, blank=True)
+    external_reference = models.CharField(
+        _("external reference"),
+        max_length=64,
+        blank=True,
+        help_text=_("Identifies the row in an imported file, so importing it again creates nothing."),
+    )
+    status = models.CharField(
+        _("status"), max_length=24, choices=FundTransactionStatus.choices, default=FundTransactionStatus.DRAFT
+    )
+    reverses = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reversed_by",
+        verbose_name=_("reverses"),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("created by")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("approved or rejected by"),
+    )
+    decided_at = models.DateTimeField(_("approved or rejected at"), null=True, blank=True)
+    rejection_reason = models.CharField(_("rejection reason"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("fund transaction")
+        verbose_name_plural = _("fund transactions")
+        ordering = ["-id"]
+        permissions = [
+            ("submit_fundtransaction", _("Can submit fund transactions for approval")),
+            ("approve_fundtransaction", _("Can approve or reject fund transactions")),
+            ("reverse_fundtransaction", _("Can record a reversing transaction")),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="fund_transaction_amount_positive"),
+            models.UniqueConstraint(
+                fields=["voucher_no"],
+                condition=~models.Q(voucher_no=""),
+                name="fund_transaction_voucher_unique",
+                violation_error_message=_("This voucher number is already recorded."),
+            ),
+            models.UniqueConstraint(
+                fields=["external_reference"],
+                condition=~models.Q(external_reference=""),
+                name="fund_transaction_external_reference_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "-id"]),
+            models.Index(fields=["distributor", "-id"]),
+            models.Index(fields=["type", "-id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"FT{self.pk} {self.get_type_display()} {self.amount}"
+
+    @property
+    def is_editable(self) -> bool:
+        return self.status == FundTransactionStatus.DRAFT
+
+    def signed_posting(self) -> tuple[str, Decimal]:
+        """The account this transaction moves and the signed amount (negated for a reversal)."""
+        account_kind, direction = FUND_TRANSACTION_POSTINGS[self.type]
+        sign = -direction if self.reverses_id else direction
+        return account_kind, self.amount * sign
+
+
+class ErpTarget(models.TextChoices):
+    BEST_GERP = "best_gerp", _("BEST GERP")
+    WDT = "wdt", _("Wangdiantong")
+
+
+class SyncStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    SUBMITTING = "submitting", _("Submitting")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    UNKNOWN = "unknown", _("Unknown")
+    MANUAL_REVIEW = "manual_review", _("Manual review")
+
+
+@pghistory.track()
+class ErpSync(models.Model):
+    """One fund transaction pushed to one ERP system, through the order lifecycle of DESIGN.md.
+
+    The client reference is fixed when the row is created (in the approval transaction), before
+    any byte is sent; (fund_transaction, target) is unique, so a record reaches an ERP once.
+    """
+
+    fund_transaction = models.ForeignKey(
+        FundTransaction, on_delete=models.PROTECT, related_name="erp_syncs", verbose_name=_("fund transaction")
+    )
+    target = models.CharField(_("ERP system"), max_length=16, choices=ErpTarget.choices)
+    merchant_account = models.CharField(_("merchant account"), max_length=32, default="default")
+    client_reference = models.CharField(_("client reference"), max_length=64)
+    status = models.CharField(_("status"), max_length=16, choices=SyncStatus.choices, default=SyncStatus.QUEUED)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    upstream_reference = models.CharField(_("upstream reference"), max_length=64, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    review_note = models.CharField(_("review note"), max_length=255, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("reviewed by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("ERP sync")
+        verbose_name_plural = _("ERP syncs")
+        ordering = ["-id"]
+        permissions = [
+            ("retry_erpsync", _("Can retry a failed ERP sync")),
+            ("resolve_erpsync", _("Can resolve an ERP sync under manual review")),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["fund_transaction", "target"], name="erp_sync_once_per_target"),
+            models.UniqueConstraint(fields=["target", "client_reference"], name="erp_sync_client_reference_unique"),
+        ]
+        indexes = [models.Index(fields=["status", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_target_display()} {self.client_reference}"

@@ -3,11 +3,12 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from procrastinate import JobContext
+from procrastinate import JobContext, RetryStrategy
 from procrastinate.contrib.django import app
 
 from config.jobs import attributed
 from distributors.services import ledger_balance_check
+from providers.exceptions import ProviderNotReached
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +33,17 @@ def verify_ledger(context: JobContext, triggered_by: str = "on demand") -> int:
 @attributed
 def verify_ledger_periodically(context: JobContext, timestamp: int) -> int:
     return _check_and_report("schedule")
+
+
+# Retries happen only when nothing reached the ERP (ProviderNotReached puts the row back in the queue).
+@app.task(
+    queue="erp",
+    pass_context=True,
+    name="distributors.submit_erp_sync",
+    retry=RetryStrategy(max_attempts=5, wait=30, retry_exceptions={ProviderNotReached}),
+)
+@attributed
+def submit_erp_sync(context: JobContext, erp_sync_id: int) -> str:
+    from distributors.erp_sync import erp_sync_submit
+
+    return erp_sync_submit(erp_sync_id=erp_sync_id)
