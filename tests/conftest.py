@@ -42,3 +42,13 @@ def sandbox(sandbox_server, sandbox_environment, settings):
     settings.PROVIDERS = provider_accounts(sandbox_environment)
     yield sandbox_server.sandbox
     sandbox_server.sandbox.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Close the call-log connection before the test database is dropped (it would block the drop)."""
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        connections["call_log"].close()

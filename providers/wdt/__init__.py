@@ -1,0 +1,1 @@
+"""Wangdiantong (旺店通) flagship ERP open API: supply-distribution recharge orders."""
