@@ -90,6 +90,8 @@ else:
 
     DATABASES = {"default": embedded_database_settings(VAR_DIR / "pgdata")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# A test database per test run, so runs sharing a server (CI, several checkouts) never collide.
+DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # A second connection to the same database for the provider call log, which must commit even
 # when the business transaction around an upstream call rolls back (config.routers).

@@ -9,6 +9,7 @@ import pgtrigger
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -306,6 +307,19 @@ class FundTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"FT{self.pk} {self.get_type_display()} {self.amount}"
+
+    def clean_fields(self, exclude=None):
+        # Checked here rather than in clean(): a field error excludes the field from the
+        # constraint checks that follow, so the clerk sees one clear message, not two.
+        errors = {}
+        try:
+            super().clean_fields(exclude=exclude)
+        except ValidationError as err:
+            errors = err.update_error_dict(errors)
+        if "amount" not in errors and self.amount is not None and self.amount <= 0:
+            errors["amount"] = [ValidationError(_("The amount must be greater than zero."), code="not_positive")]
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def is_editable(self) -> bool:

@@ -13,7 +13,23 @@ def pytest_collection_modifyitems(items):
     for item in items:
         marker = item.get_closest_marker("django_db")
         if marker is not None and "databases" not in marker.kwargs:
-            item.add_marker(pytest.mark.django_db(*marker.args, **marker.kwargs, databases=["default", "call_log"]))
+            item.add_marker(
+                pytest.mark.django_db(*marker.args, **marker.kwargs, databases=["default", "call_log"]), append=False
+            )
+
+
+@pytest.fixture(autouse=True)
+def roles_exist(request):
+    """Transactional tests end with a flush that empties every table, groups included: put them back."""
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    from django.apps import apps
+    from django.contrib.auth.models import Group
+
+    from config.roles import ROLE_PERMISSIONS, sync_roles
+
+    if Group.objects.filter(name__in=ROLE_PERMISSIONS).count() < len(ROLE_PERMISSIONS):
+        sync_roles(apps)
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +56,7 @@ def sandbox_environment(sandbox_server):
 def sandbox(sandbox_server, sandbox_environment, settings):
     """Point every provider's default account at the sandbox; faults are cleared after each test."""
     settings.PROVIDERS = provider_accounts(sandbox_environment)
+    sandbox_server.sandbox.reset()
     yield sandbox_server.sandbox
     sandbox_server.sandbox.clear_faults()
 
@@ -52,3 +69,13 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock():
         connections["call_log"].close()
+
+
+def closed_port_url() -> str:
+    """A local URL nothing listens on: connecting is refused before any byte is sent."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

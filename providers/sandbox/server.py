@@ -125,8 +125,14 @@ class Sandbox:
     faults: list[Fault] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.vendors = {cls.prefix: cls(self) for cls in self.vendor_classes}
+        self.vendor_classes = list(self.vendor_classes)
         self.faults_lock = threading.Lock()
+        self.vendors = {cls.prefix: cls(self) for cls in self.vendor_classes}
+
+    def reset(self) -> None:
+        """Forget all upstream state (orders, balances, faults), as a fresh sandbox would."""
+        self.clear_faults()
+        self.vendors = {cls.prefix: cls(self) for cls in self.vendor_classes}
 
     def vendor(self, name: str) -> VendorSandbox:
         return next(v for v in self.vendors.values() if v.name == name)
