@@ -1,0 +1,499 @@
+"""Client of the 17bst charge platform: e-coupon purchases (card secrets), card queries, products, balance.
+
+Every request is `POST {"appId": ..., "param": Base64(DES(source JSON, appKey))}`. The stored
+request is the source JSON with `tradePwd` masked, never the opaque blob. Card PINs come back
+DES-encrypted; they are decrypted into CardSecretData and masked in the stored answer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext
+
+from providers.base import REDACTED, PreparedRequest, ProviderClient
+from providers.bst17 import signing
+from providers.config import account_settings
+from providers.exceptions import (
+    InvalidRequest,
+    OutcomeUnknown,
+    ProviderMisconfigured,
+    ProviderRejected,
+    SignatureInvalid,
+)
+from providers.models import Provider
+from providers.results import CardSecretData, Outcome, ProviderResult
+
+SETTINGS_PREFIX = "BST17"
+
+PRODUCT_LIST_PATH = "/product/getProductList"
+BALANCE_PATH = "/trade/queryAgtBalance"
+ECOUPON_PATH = "/trade/ecoupon"
+CARD_INFO_PATH = "/trade/getCardInfo"
+
+# Inferred limits: the document gives none.
+MAX_REQ_STREAM_ID_LENGTH = 32
+MAX_RECEIVE_URL_LENGTH = 255
+MAX_RECEIVE_PHONE_LENGTH = 20
+
+
+class Meaning(enum.Enum):
+    SUCCEEDED = "succeeded"
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    REJECTED = "rejected"  # a definite no to this request: ProviderRejected with the code
+    THROTTLED = "throttled"  # 1017: Bst17QueryTooFrequent, back off and query later
+
+
+# The one table of 17bst status codes: (when placing an order, when querying one or reading data).
+STATUS_TABLE: dict[int, tuple[Meaning, Meaning]] = {
+    1000: (Meaning.SUCCEEDED, Meaning.SUCCEEDED),
+    # On ecoupon a definite rejection; on getCardInfo the order's final state.
+    1001: (Meaning.REJECTED, Meaning.FAILED),
+    # "Exception, query the result". getCardInfo's own table calls 1003 "order not found, treat as
+    # failed", but failing an order that may exist loses money: it stays UNKNOWN.
+    1003: (Meaning.UNKNOWN, Meaning.UNKNOWN),
+    1004: (Meaning.REJECTED, Meaning.REJECTED),  # wrong trade password
+    1010: (Meaning.REJECTED, Meaning.REJECTED),  # insufficient balance
+    1011: (Meaning.ACCEPTED, Meaning.ACCEPTED),  # processing
+    1013: (Meaning.REJECTED, Meaning.REJECTED),  # agent not found
+    # Not found right after submitting means not yet visible: still pending.
+    1015: (Meaning.UNKNOWN, Meaning.ACCEPTED),
+    # Duplicate reqStreamId refuses this request only: an earlier one with the same id may
+    # exist, so the order must be queried (getCardInfo), not failed.
+    1016: (Meaning.REJECTED, Meaning.REJECTED),
+    # Querying too often. On an order submission we cannot tell whether it was taken.
+    1017: (Meaning.UNKNOWN, Meaning.THROTTLED),
+    1018: (Meaning.FAILED, Meaning.FAILED),  # reversed
+}
+
+
+def status_meaning(status: Any, *, querying: bool) -> Meaning:
+    try:
+        code = int(str(status))
+    except ValueError:
+        return Meaning.UNKNOWN
+    placing_meaning, querying_meaning = STATUS_TABLE.get(code, (Meaning.UNKNOWN, Meaning.UNKNOWN))
+    return querying_meaning if querying else placing_meaning
+
+
+_OUTCOME_OF_MEANING = {
+    Meaning.SUCCEEDED: Outcome.SUCCEEDED,
+    Meaning.ACCEPTED: Outcome.ACCEPTED,
+    Meaning.FAILED: Outcome.FAILED,
+    Meaning.UNKNOWN: Outcome.UNKNOWN,
+}
+
+# Inferred callback states (from a related platform with the same API): 0 success, 1 failed.
+CALLBACK_STATE_OUTCOMES = {"0": Outcome.SUCCEEDED, "1": Outcome.FAILED}
+
+ARRIVE_TYPES = {0: "slow", 1: "normal", 2: "fast"}
+
+
+class Bst17QueryTooFrequent(ProviderRejected):
+    """17bst status 1017: queried too often. Nothing is wrong with the order; query again later."""
+
+    retry_safe = True
+
+
+def _variable(account: str, name: str) -> str:
+    spec = settings.PROVIDERS.get(SETTINGS_PREFIX, {}).get(account, {}).get(name, {})
+    return spec.get("variable") or f"{SETTINGS_PREFIX}_{name}"
+
+
+@dataclass(frozen=True)
+class Bst17Settings:
+    """One merchant (agent) account of 17bst, read once from settings.PROVIDERS."""
+
+    account: str
+    base_url: str
+    app_id: str
+    agt_phone: str
+    callback_url: str
+    app_key: str = field(repr=False)
+    trade_password: str = field(repr=False)
+    card_key: str = field(repr=False)
+
+    @classmethod
+    def for_account(cls, account: str = "default") -> Bst17Settings:
+        values = account_settings(
+            SETTINGS_PREFIX, account, required=["BASE_URL", "APP_ID", "APP_KEY", "AGT_PHONE", "TRADE_PASSWORD"]
+        )
+        app_key = str(values["APP_KEY"])
+        # The PIN key is configured apart in public clients; it is often the appKey itself.
+        card_key = values.get("CARD_KEY") or app_key
+        for name, key in (("APP_KEY", app_key), ("CARD_KEY", card_key)):
+            if len(key.encode("utf-8")) < signing.DES_KEY_LENGTH:
+                raise ProviderMisconfigured(
+                    gettext("%(variable)s must be at least 8 characters long.") % {"variable": _variable(account, name)},
+                    provider=Provider.BST17,
+                )
+        return cls(
+            account=account,
+            base_url=str(values["BASE_URL"]).rstrip("/"),
+            app_id=str(values["APP_ID"]),
+            agt_phone=str(values["AGT_PHONE"]),
+            callback_url=values.get("CALLBACK_URL") or "",
+            app_key=app_key,
+            trade_password=str(values["TRADE_PASSWORD"]),
+            card_key=card_key,
+        )
+
+    @property
+    def trade_password_digest(self) -> str:
+        return signing.trade_password_digest(self.trade_password)
+
+
+@dataclass(frozen=True)
+class Bst17Product:
+    code: str
+    business_code: str
+    business_name: str
+    arrive_type: int | None
+    face_value: Decimal | None
+    price: Decimal | None
+    discount: Decimal | None  # a percentage: 96.89 means 96.89 % of the price
+    province_id: str
+    province: str
+    city_id: str
+    city: str
+
+    @property
+    def arrival(self) -> str:
+        return ARRIVE_TYPES.get(self.arrive_type, "unknown") if self.arrive_type is not None else "unknown"
+
+
+@dataclass(frozen=True)
+class Bst17Balance:
+    credit: Decimal
+    freeze: Decimal
+    profit: Decimal
+
+
+@dataclass(frozen=True)
+class Bst17Callback:
+    agt_phone: str
+    req_stream_id: str
+    status: Outcome
+    state: str
+    raw: dict[str, Any] = field(repr=False)
+
+
+_CARD_PWD_VALUE = re.compile(r'("cardPwd"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}\]\s]+)')
+
+
+def mask_card_pins(text: str) -> str:
+    """Replace every cardPwd value in a raw answer, even one that is not valid JSON."""
+    return _CARD_PWD_VALUE.sub(lambda match: f'{match.group(1)}"{REDACTED}"', text)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation as err:
+        raise ValueError(f"not an amount: {value!r}") from err
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _expiry(value: Any) -> datetime.date | None:
+    try:
+        return datetime.date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+class Bst17Client(ProviderClient):
+    provider = Provider.BST17
+
+    def __init__(
+        self,
+        *,
+        merchant_account: str = "default",
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
+        nonce: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        super().__init__(merchant_account=merchant_account, session=session, clock=clock, nonce=nonce)
+        self.config = Bst17Settings.for_account(merchant_account)
+
+    def secret_values(self) -> list[str]:
+        config = self.config
+        return [config.app_key, config.trade_password, config.trade_password_digest, config.card_key]
+
+    def redact_response(self, text: str) -> str:
+        return mask_card_pins(text)
+
+    # --- operations -------------------------------------------------------------------------
+
+    def get_product_list(self) -> list[Bst17Product]:
+        operation = "getProductList"
+        request = self._prepare(operation, PRODUCT_LIST_PATH, {"agtPhone": self.config.agt_phone})
+
+        def parse(response: requests.Response) -> ProviderResult:
+            payload = self._read(response, operation)
+            products = [self._product(row) for row in payload.get("data") or []]
+            return ProviderResult(outcome=Outcome.SUCCEEDED, code=str(payload["status"]), data={"products": products})
+
+        return list(self.execute(request, parse).data["products"])
+
+    def query_balance(self) -> Bst17Balance:
+        operation = "queryAgtBalance"
+        source = {"agtPhone": self.config.agt_phone, "tradePwd": self.config.trade_password_digest}
+        request = self._prepare(operation, BALANCE_PATH, source)
+
+        def parse(response: requests.Response) -> ProviderResult:
+            payload = self._read(response, operation)
+            data = payload.get("data") or {}
+            balance = Bst17Balance(
+                credit=Decimal(str(data["credit"])),
+                freeze=Decimal(str(data.get("freeze") or 0)),
+                profit=Decimal(str(data.get("profit") or 0)),
+            )
+            return ProviderResult(outcome=Outcome.SUCCEEDED, code=str(payload["status"]), data={"balance": balance})
+
+        return self.execute(request, parse).data["balance"]
+
+    def ecoupon(
+        self,
+        *,
+        product_code: str | int,
+        req_stream_id: str,
+        quantity: int,
+        receive_url: str | None = None,
+        receive_phone: str | None = None,
+        record: models.Model | None = None,
+    ) -> ProviderResult:
+        """Buy `quantity` cards. SUCCEEDED carries the decrypted cards; ACCEPTED means fetch them later."""
+        operation = "ecoupon"
+        code = self._product_code(product_code, operation)
+        stream_id = self._required(req_stream_id, "req_stream_id", MAX_REQ_STREAM_ID_LENGTH, operation)
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            raise InvalidRequest(
+                gettext("The quantity must be a whole number of at least 1."),
+                field="quantity",
+                provider=self.provider,
+                operation=operation,
+            )
+        source: dict[str, Any] = {
+            "agtPhone": self.config.agt_phone,
+            "productCode": code,
+            "reqStreamId": stream_id,
+            "amount": quantity,
+            "tradePwd": self.config.trade_password_digest,
+        }
+        if receive_url:
+            source["receiveUrl"] = self._optional(receive_url, "receive_url", MAX_RECEIVE_URL_LENGTH, operation)
+        if receive_phone:
+            source["receivePhone"] = self._optional(
+                receive_phone, "receive_phone", MAX_RECEIVE_PHONE_LENGTH, operation
+            )
+        request = self._prepare(operation, ECOUPON_PATH, source)
+
+        def parse(response: requests.Response) -> ProviderResult:
+            return self._order_result(response, operation, stream_id, querying=False, quantity=quantity)
+
+        return self.execute(request, parse, record=record, client_reference=stream_id)
+
+    def get_card_info(self, *, req_stream_id: str, record: models.Model | None = None) -> ProviderResult:
+        """The state of an earlier ecoupon order, with its cards once it has succeeded."""
+        operation = "getCardInfo"
+        stream_id = self._required(req_stream_id, "req_stream_id", MAX_REQ_STREAM_ID_LENGTH, operation)
+        source = {
+            "reqStreamId": stream_id,
+            "agtPhone": self.config.agt_phone,
+            "tradePwd": self.config.trade_password_digest,
+        }
+        request = self._prepare(operation, CARD_INFO_PATH, source)
+
+        def parse(response: requests.Response) -> ProviderResult:
+            return self._order_result(response, operation, stream_id, querying=True, quantity=None)
+
+        return self.execute(request, parse, record=record, client_reference=stream_id)
+
+    def verify_callback(self, payload: Mapping[str, Any]) -> Bst17Callback:
+        """Check a status callback (form fields or JSON object: agtPhone, reqStreamId, state, sign).
+
+        Inferred for 17bst from a related platform with the identical API; answer it with `success`.
+        """
+        agt_phone, stream_id = _text(payload.get("agtPhone")), _text(payload.get("reqStreamId"))
+        state = _text(payload.get("state"))
+        valid = signing.verify_callback_sign(agt_phone, stream_id, state, self.config.app_key, _text(payload.get("sign")))
+        if not valid or agt_phone != self.config.agt_phone or not stream_id:
+            raise SignatureInvalid(
+                gettext("The 17bst callback signature does not verify."), provider=self.provider, operation="callback"
+            )
+        return Bst17Callback(
+            agt_phone=agt_phone,
+            req_stream_id=stream_id,
+            status=CALLBACK_STATE_OUTCOMES.get(state, Outcome.UNKNOWN),
+            state=state,
+            raw=dict(payload),
+        )
+
+    # --- building and reading ---------------------------------------------------------------
+
+    def _prepare(self, operation: str, path: str, source: dict[str, Any]) -> PreparedRequest:
+        source_json = json.dumps(source, ensure_ascii=False, separators=(",", ":"))
+        body = json.dumps(
+            {"appId": self.config.app_id, "param": signing.des_encrypt(source_json, self.config.app_key)},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        # Stored for audit: what was encrypted, with the trade password digest masked.
+        audit_source = {**source, "tradePwd": REDACTED} if "tradePwd" in source else source
+        redacted = json.dumps({"appId": self.config.app_id, "source": audit_source}, ensure_ascii=False, separators=(",", ":"))
+        return PreparedRequest(
+            operation=operation,
+            method="POST",
+            url=self.config.base_url + path,
+            headers={"Content-Type": "application/json;charset=UTF-8"},
+            body=body.encode("utf-8"),
+            redacted_body=redacted,
+        )
+
+    @staticmethod
+    def _envelope(response: requests.Response) -> dict[str, Any]:
+        payload = json.loads(response.content.decode("utf-8"), parse_float=Decimal)
+        if not isinstance(payload, dict) or "status" not in payload:
+            raise ValueError("not the platform's answer envelope")
+        return payload
+
+    def _read(self, response: requests.Response, operation: str) -> dict[str, Any]:
+        """The answer of a read-only call (products, balance); anything but success raises."""
+        payload = self._envelope(response)
+        meaning = status_meaning(payload["status"], querying=True)
+        if meaning is not Meaning.SUCCEEDED:
+            self._raise_for(meaning, payload, operation)
+            raise OutcomeUnknown(
+                _text(payload.get("msg")) or gettext("17bst answered with an unknown status."),
+                provider=self.provider,
+                operation=operation,
+            )
+        return payload
+
+    def _raise_for(self, meaning: Meaning, payload: dict[str, Any], operation: str) -> None:
+        code, message = _text(payload.get("status")), _text(payload.get("msg"))
+        if meaning is Meaning.THROTTLED:
+            raise Bst17QueryTooFrequent(
+                message or gettext("17bst is being queried too often; try again later."),
+                code=code,
+                provider=self.provider,
+                operation=operation,
+            )
+        if meaning in (Meaning.REJECTED, Meaning.FAILED):
+            raise ProviderRejected(
+                message or gettext("17bst refused the request."), code=code, provider=self.provider, operation=operation
+            )
+
+    def _order_result(
+        self, response: requests.Response, operation: str, stream_id: str, *, querying: bool, quantity: int | None
+    ) -> ProviderResult:
+        payload = self._envelope(response)
+        meaning = status_meaning(payload["status"], querying=querying)
+        if meaning in (Meaning.REJECTED, Meaning.THROTTLED):
+            self._raise_for(meaning, payload, operation)
+        echoed = payload.get("reqStreamId")
+        if echoed not in (None, "") and str(echoed) != stream_id:
+            raise ValueError("answer is about another reqStreamId")
+        cards = self._cards(payload.get("data"), operation) if meaning is Meaning.SUCCEEDED else ()
+        outcome = _OUTCOME_OF_MEANING[meaning]
+        if meaning is Meaning.SUCCEEDED and not cards:
+            # "1000 交易成功 等待回调": taken, cards to be fetched with getCardInfo.
+            outcome = Outcome.ACCEPTED
+        elif meaning is Meaning.SUCCEEDED and quantity is not None and len(cards) != quantity:
+            # Some cards but not the number bought: keep them and let a person look.
+            outcome = Outcome.UNKNOWN
+        return ProviderResult(
+            outcome=outcome,
+            code=_text(payload.get("status")),
+            message=_text(payload.get("msg")),
+            upstream_reference=_text(payload.get("orderNo")),
+            client_reference=stream_id,
+            card_secrets=cards,
+            data=json.loads(mask_card_pins(json.dumps(payload, default=str, ensure_ascii=False))),
+        )
+
+    def _cards(self, rows: Any, operation: str) -> tuple[CardSecretData, ...]:
+        cards = []
+        for row in rows or []:
+            try:
+                pin = signing.des_decrypt(_text(row["cardPwd"]), self.config.card_key)
+            except ValueError:
+                # The order went through upstream; the cards can be fetched again with the right key.
+                raise ProviderMisconfigured(
+                    gettext("A card PIN could not be decrypted: check %(variable)s.")
+                    % {"variable": _variable(self.merchant_account, "CARD_KEY")},
+                    provider=self.provider,
+                    operation=operation,
+                ) from None
+            cards.append(CardSecretData(card_number=_text(row.get("cardNum")), pin=pin, expires_at=_expiry(row.get("expiretime"))))
+        return tuple(cards)
+
+    @staticmethod
+    def _product(row: dict[str, Any]) -> Bst17Product:
+        return Bst17Product(
+            code=_text(row["productCode"]),
+            business_code=_text(row.get("businessCode")),
+            business_name=_text(row.get("businessName")),
+            arrive_type=int(row["arriveType"]) if row.get("arriveType") is not None else None,
+            face_value=_decimal(row.get("tradeFace")),
+            price=_decimal(row.get("price")),
+            discount=_decimal(row.get("discount")),
+            province_id=_text(row.get("provinceId")),
+            province=_text(row.get("province")),
+            city_id=_text(row.get("cityId")),
+            city=_text(row.get("city")),
+        )
+
+    def _product_code(self, value: str | int, operation: str) -> int:
+        # productCode is an Int on the wire.
+        text = self._required(value, "product_code", 18, operation)
+        if not text.isdigit():
+            raise InvalidRequest(
+                gettext("The 17bst product code must be a number."),
+                field="product_code",
+                provider=self.provider,
+                operation=operation,
+            )
+        return int(text)
+
+    def _required(self, value: Any, field_name: str, max_length: int, operation: str) -> str:
+        text = "" if value is None else str(value)
+        if not text.strip():
+            raise InvalidRequest(
+                gettext("The field %(field)s is required.") % {"field": field_name},
+                field=field_name,
+                provider=self.provider,
+                operation=operation,
+            )
+        return self._optional(text, field_name, max_length, operation)
+
+    def _optional(self, value: Any, field_name: str, max_length: int, operation: str) -> str:
+        text = str(value)
+        if len(text) > max_length:
+            raise InvalidRequest(
+                gettext("The field %(field)s is longer than %(max_length)d characters.")
+                % {"field": field_name, "max_length": max_length},
+                field=field_name,
+                provider=self.provider,
+                operation=operation,
+            )
+        return text

@@ -1,0 +1,483 @@
+"""Client of the redemption platform (兑换系统) open API.
+
+Direct charges (VIPCharge, batch) are only accepted by the answer; the final status arrives by
+signed callback (verify_callback) or by querying order/info.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple
+
+import requests
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext
+
+from providers.base import PreparedRequest, ProviderClient
+from providers.config import account_settings
+from providers.exceptions import InvalidRequest, ProviderMisconfigured, ProviderRejected, SignatureInvalid
+from providers.exchange import signing
+from providers.models import Provider
+from providers.payload import compact_json
+from providers.results import Outcome, ProviderResult
+
+SETTINGS_PREFIX = "EXCHANGE"
+
+VIP_CHARGE_PATH = "/v1/openapi/order/VIPCharge"
+BATCH_PATH = "/v1/openapi/order/batch"
+ORDER_INFO_PATH = "/v1/openapi/order/info"
+
+# Inferred limits: the documents give no lengths; these keep obviously broken input home.
+MAX_CODE_LENGTH = 64
+MAX_ACCOUNT_LENGTH = 128
+MAX_MOBILE_LENGTH = 20
+MAX_ATTACH_VALUES_LENGTH = 512
+
+# Inferred: the success value of the answer's `status` is not published (the documents'
+# examples show random numbers). It is decided here and nowhere else.
+SUCCESS_STATUS = 200
+
+
+def is_success_status(status: Any) -> bool:
+    return str(status) == str(SUCCESS_STATUS)
+
+
+# Inferred: order/info and the status callback carry the order's state in `status`; the values
+# are not published. Anything not listed is UNKNOWN, never success.
+ORDER_STATUS_SUCCESS = "SUCCESS"
+ORDER_STATUS_FAILED = "FAILED"
+ORDER_STATUS_PROCESSING = "PROCESSING"
+ORDER_STATUS_OUTCOMES: dict[str, Outcome] = {
+    ORDER_STATUS_SUCCESS: Outcome.SUCCEEDED,
+    ORDER_STATUS_FAILED: Outcome.FAILED,
+    ORDER_STATUS_PROCESSING: Outcome.ACCEPTED,
+}
+
+
+def order_outcome(status: Any) -> Outcome:
+    return ORDER_STATUS_OUTCOMES.get(str(status).upper(), Outcome.UNKNOWN)
+
+
+def _pem(value: str | None) -> str:
+    # PEM keys often come through environment files as one line with literal "\n".
+    return (value or "").replace("\\n", "\n").strip()
+
+
+def _variable(account: str, name: str) -> str:
+    spec = settings.PROVIDERS.get(SETTINGS_PREFIX, {}).get(account, {}).get(name, {})
+    return spec.get("variable") or f"{SETTINGS_PREFIX}_{name}"
+
+
+@dataclass(frozen=True)
+class ExchangeSettings:
+    """One merchant account of the redemption platform, read once from settings.PROVIDERS."""
+
+    account: str
+    base_url: str
+    business_id: str
+    merchant_id: str
+    sign_type: str
+    callback_url: str
+    private_key_pem: str = field(repr=False)
+    platform_public_key_pem: str = field(repr=False)
+    md5_key: str = field(repr=False)
+
+    @classmethod
+    def for_account(cls, account: str = "default") -> ExchangeSettings:
+        values = account_settings(SETTINGS_PREFIX, account, required=["BASE_URL", "BUSINESS_ID", "MERCHANT_ID"])
+        sign_type = (values.get("SIGN_TYPE") or signing.SIGN_TYPE_RSA).upper()
+        if sign_type not in signing.SIGN_TYPES:
+            raise ProviderMisconfigured(
+                gettext("%(variable)s must be SHA256-RSA or MD5.") % {"variable": _variable(account, "SIGN_TYPE")},
+                provider=Provider.EXCHANGE,
+            )
+        # The key of the chosen sign type is required; the getter names its variable when missing.
+        account_settings(
+            SETTINGS_PREFIX, account, required=["PRIVATE_KEY" if sign_type == signing.SIGN_TYPE_RSA else "MD5_KEY"]
+        )
+        return cls(
+            account=account,
+            base_url=str(values["BASE_URL"]).rstrip("/"),
+            business_id=str(values["BUSINESS_ID"]),
+            merchant_id=str(values["MERCHANT_ID"]),
+            sign_type=sign_type,
+            callback_url=values.get("CALLBACK_URL") or "",
+            private_key_pem=_pem(values.get("PRIVATE_KEY")),
+            platform_public_key_pem=_pem(values.get("PLATFORM_PUBLIC_KEY")),
+            md5_key=values.get("MD5_KEY") or "",
+        )
+
+
+class BatchItem(NamedTuple):
+    biz_code: str
+    account: str
+    attach_values: str | None = None
+    spec: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class ExchangeCallback:
+    """A verified order-status callback."""
+
+    order_code: str
+    biz_code: str
+    status: Outcome
+    upstream_status: str
+    settlement_price: Decimal | None
+    message: str
+    raw: dict[str, Any] = field(repr=False)
+
+
+def _new_nonce() -> str:
+    return uuid.uuid4().hex
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation as err:
+        raise ValueError(f"not an amount: {value!r}") from err
+
+
+def _face_value_number(amount: Decimal) -> int | Decimal:
+    # The documents' example sends a whole face value as an integer (795).
+    return int(amount) if amount == amount.to_integral_value() else amount
+
+
+class ExchangeClient(ProviderClient):
+    provider = Provider.EXCHANGE
+
+    def __init__(
+        self,
+        *,
+        merchant_account: str = "default",
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
+        nonce: Callable[[], str] = _new_nonce,
+    ) -> None:
+        super().__init__(merchant_account=merchant_account, session=session, clock=clock, nonce=nonce)
+        self.config = ExchangeSettings.for_account(merchant_account)
+
+    def secret_values(self) -> list[str]:
+        return [self.config.private_key_pem, self.config.md5_key]
+
+    # --- operations -------------------------------------------------------------------------
+
+    def vip_charge(
+        self,
+        *,
+        product_code: str,
+        mobile: str | None,
+        account: str,
+        biz_code: str,
+        record: models.Model | None = None,
+    ) -> ProviderResult:
+        """Place one direct charge. ACCEPTED on success: the final status comes by callback."""
+        operation = "VIPCharge"
+        payload: dict[str, Any] = {
+            "merchantId": self.config.merchant_id,
+            "businessId": self.config.business_id,
+            "productCode": self._required(product_code, "product_code", MAX_CODE_LENGTH, operation),
+        }
+        if mobile:
+            payload["mobile"] = self._optional(mobile, "mobile", MAX_MOBILE_LENGTH, operation)
+        payload["account"] = self._required(account, "account", MAX_ACCOUNT_LENGTH, operation)
+        payload["bizCode"] = self._required(biz_code, "biz_code", MAX_CODE_LENGTH, operation)
+        if self.config.callback_url:
+            payload["callbackUrl"] = self.config.callback_url
+        request = self._prepare(operation, VIP_CHARGE_PATH, payload)
+
+        def parse(response: requests.Response) -> ProviderResult:
+            status, message, data = self._envelope(response)
+            if not is_success_status(status):
+                return self._refusal(status, message, data, operation)
+            if not isinstance(data, dict):
+                raise ValueError("success without data")
+            return self._accepted_item(data, expected_biz_code=biz_code, status=status, message=message)
+
+        return self.execute(request, parse, record=record, client_reference=biz_code)
+
+    def batch_charge(
+        self,
+        *,
+        batch_biz_code: str,
+        product_code: str,
+        items: Sequence[BatchItem | tuple],
+        record: models.Model | None = None,
+    ) -> ProviderResult:
+        """Place a batch of direct charges; the result has one item per bizCode, in request order."""
+        operation = "batch"
+        batch_items = [item if isinstance(item, BatchItem) else BatchItem(*item) for item in items]
+        payload: dict[str, Any] = {
+            "merchantId": self.config.merchant_id,
+            "businessId": self.config.business_id,
+            "batchBizCode": self._required(batch_biz_code, "batch_biz_code", MAX_CODE_LENGTH, operation),
+            "productCode": self._required(product_code, "product_code", MAX_CODE_LENGTH, operation),
+        }
+        if self.config.callback_url:
+            payload["callbackUrl"] = self.config.callback_url
+        payload["itemList"] = self._batch_item_list(batch_items, operation)
+        biz_codes = [item.biz_code for item in batch_items]
+        request = self._prepare(operation, BATCH_PATH, payload)
+
+        def parse(response: requests.Response) -> ProviderResult:
+            status, message, data = self._envelope(response)
+            if not is_success_status(status):
+                return self._refusal(status, message, data, operation)
+            answered = {str(row.get("bizCode")): row for row in (data or []) if isinstance(row, dict)}
+            results = []
+            for code in biz_codes:
+                if code in answered:
+                    results.append(self._accepted_item(answered[code], expected_biz_code=code, status=status, message=message))
+                else:
+                    # Accepted batch without this line: whether it was charged is not known.
+                    results.append(ProviderResult(outcome=Outcome.UNKNOWN, code=str(status), client_reference=code))
+            return ProviderResult(
+                outcome=Outcome.ACCEPTED,
+                code=str(status),
+                message=message,
+                client_reference=batch_biz_code,
+                items=tuple(results),
+                data={"status": status, "message": message, "data": data},
+            )
+
+        return self.execute(request, parse, record=record, client_reference=batch_biz_code)
+
+    def order_info(self, *, biz_code: str, record: models.Model | None = None) -> ProviderResult:
+        """The current state of one order. A refusal here says nothing about the order itself."""
+        operation = "info"
+        # Inferred request shape: the documents list the endpoint but not its fields.
+        payload = {
+            "merchantId": self.config.merchant_id,
+            "businessId": self.config.business_id,
+            "bizCode": self._required(biz_code, "biz_code", MAX_CODE_LENGTH, operation),
+        }
+        request = self._prepare(operation, ORDER_INFO_PATH, payload)
+
+        def parse(response: requests.Response) -> ProviderResult:
+            status, message, data = self._envelope(response)
+            if not is_success_status(status):
+                raise ProviderRejected(
+                    message or gettext("The redemption platform refused the query."),
+                    code=str(status),
+                    provider=self.provider,
+                    operation=operation,
+                )
+            if not isinstance(data, dict) or str(data.get("bizCode", biz_code)) != biz_code:
+                raise ValueError("answer is not about the order asked for")
+            return ProviderResult(
+                outcome=order_outcome(data.get("status")),
+                code=str(data.get("status", "")),
+                message=message,
+                upstream_reference=str(data.get("orderCode") or ""),
+                client_reference=biz_code,
+                settlement_price=_decimal(data.get("settlementPrice")),
+                data={"status": status, "message": message, "data": data},
+            )
+
+        return self.execute(request, parse, record=record, client_reference=biz_code)
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> ExchangeCallback:
+        """Check an order-status callback's signature and read it. `request.headers` will do.
+
+        Inferred: the platform signs callbacks like requests (headers + body), with its RSA key
+        (or the MD5 key for MD5 accounts). Callbacks are retried, so the caller must be idempotent.
+        """
+        received = {str(name).lower(): str(value) for name, value in headers.items()}
+        signed_headers = {
+            "businessId": received.get("businessid", ""),
+            "nonce": received.get("nonce", ""),
+            "signType": received.get("signtype", ""),
+            "timestamp": received.get("timestamp", ""),
+        }
+        sign_type = (signed_headers["signType"] or self.config.sign_type).upper()
+        public_key_pem = ""
+        if sign_type == signing.SIGN_TYPE_RSA:
+            values = account_settings(SETTINGS_PREFIX, self.merchant_account, required=["PLATFORM_PUBLIC_KEY"])
+            public_key_pem = _pem(values["PLATFORM_PUBLIC_KEY"])
+        invalid = SignatureInvalid(
+            gettext("The redemption platform callback signature does not verify."),
+            provider=self.provider,
+            operation="callback",
+        )
+        try:
+            text = body.decode("utf-8")
+            valid = signing.verify(
+                signing.string_to_sign(signed_headers, text),
+                received.get("sign", ""),
+                sign_type=sign_type,
+                public_key_pem=public_key_pem,
+                md5_key=self.config.md5_key,
+            )
+        except UnicodeDecodeError as err:
+            raise invalid from err
+        except ValueError as err:
+            raise ProviderMisconfigured(
+                gettext("%(variable)s is not a PEM RSA public key.")
+                % {"variable": _variable(self.merchant_account, "PLATFORM_PUBLIC_KEY")},
+                provider=self.provider,
+            ) from err
+        if not valid or signed_headers["businessId"] != self.config.business_id:
+            raise invalid
+        try:
+            payload = json.loads(text, parse_float=Decimal)
+            order_code, biz_code = str(payload["orderCode"]), str(payload["bizCode"])
+            settlement_price = _decimal(payload.get("settlementPrice"))
+        except (ValueError, KeyError, TypeError) as err:
+            raise InvalidRequest(
+                gettext("The redemption platform callback is not readable."), field="body", provider=self.provider
+            ) from err
+        return ExchangeCallback(
+            order_code=order_code,
+            biz_code=biz_code,
+            status=order_outcome(payload.get("status")),
+            upstream_status=str(payload.get("status", "")),
+            settlement_price=settlement_price,
+            message=str(payload.get("message") or ""),
+            raw=payload,
+        )
+
+    # --- building and reading ---------------------------------------------------------------
+
+    def _prepare(self, operation: str, path: str, payload: dict[str, Any]) -> PreparedRequest:
+        body = compact_json(payload)
+        signed_headers = {
+            "businessId": self.config.business_id,
+            "nonce": self.nonce(),
+            "signType": self.config.sign_type,
+            "timestamp": str(round(self.clock() * 1000)),
+        }
+        try:
+            signature = signing.sign(
+                signing.string_to_sign(signed_headers, body),
+                sign_type=self.config.sign_type,
+                private_key_pem=self.config.private_key_pem,
+                md5_key=self.config.md5_key,
+            )
+        except (ValueError, TypeError) as err:
+            raise ProviderMisconfigured(
+                gettext("%(variable)s is not a PEM RSA private key.")
+                % {"variable": _variable(self.merchant_account, "PRIVATE_KEY")},
+                provider=self.provider,
+                operation=operation,
+            ) from err
+        return PreparedRequest(
+            operation=operation,
+            method="POST",
+            url=self.config.base_url + path,
+            headers={"Content-Type": "application/json; charset=utf-8", **signed_headers, "sign": signature},
+            body=body.encode("utf-8"),
+            redacted_body=body,
+        )
+
+    @staticmethod
+    def _envelope(response: requests.Response) -> tuple[Any, str, Any]:
+        # Decoded as UTF-8 whatever the Content-Type says; amounts stay Decimal.
+        payload = json.loads(response.content.decode("utf-8"), parse_float=Decimal)
+        if not isinstance(payload, dict) or "status" not in payload:
+            raise ValueError("not the platform's answer envelope")
+        return payload["status"], str(payload.get("message") or ""), payload.get("data")
+
+    def _refusal(self, status: Any, message: str, data: Any, operation: str) -> ProviderResult:
+        # A refusal creates no platform order. An answer that names one despite a status we do
+        # not read as success may be a success under a status value we inferred wrongly.
+        rows = data if isinstance(data, list) else [data]
+        if any(isinstance(row, dict) and row.get("orderCode") for row in rows):
+            return ProviderResult(
+                outcome=Outcome.UNKNOWN, code=str(status), message=message, data={"status": status, "data": data}
+            )
+        raise ProviderRejected(
+            message or gettext("The redemption platform refused the charge."),
+            code=str(status),
+            provider=self.provider,
+            operation=operation,
+        )
+
+    @staticmethod
+    def _accepted_item(row: dict[str, Any], *, expected_biz_code: str, status: Any, message: str) -> ProviderResult:
+        if "bizCode" in row and str(row["bizCode"]) != expected_biz_code:
+            raise ValueError("answer is about another order")
+        return ProviderResult(
+            outcome=Outcome.ACCEPTED,
+            code=str(status),
+            message=message,
+            upstream_reference=str(row.get("orderCode") or ""),
+            client_reference=expected_biz_code,
+            settlement_price=_decimal(row.get("settlementPrice")),
+            data=row,
+        )
+
+    def _batch_item_list(self, items: list[BatchItem], operation: str) -> list[dict[str, Any]]:
+        if not items:
+            raise InvalidRequest(
+                gettext("A batch needs at least one item."), field="items", provider=self.provider, operation=operation
+            )
+        seen: set[str] = set()
+        item_list = []
+        for item in items:
+            biz_code = self._required(item.biz_code, "biz_code", MAX_CODE_LENGTH, operation)
+            if biz_code in seen:
+                raise InvalidRequest(
+                    gettext("The order number %(biz_code)s appears twice in the batch.") % {"biz_code": biz_code},
+                    field="items",
+                    provider=self.provider,
+                    operation=operation,
+                )
+            seen.add(biz_code)
+            row: dict[str, Any] = {
+                "bizCode": biz_code,
+                "account": self._required(item.account, "account", MAX_ACCOUNT_LENGTH, operation),
+            }
+            if item.attach_values:
+                row["accountAttachValues"] = self._optional(
+                    item.attach_values, "attach_values", MAX_ATTACH_VALUES_LENGTH, operation
+                )
+            if item.spec is not None:
+                row["spec"] = _face_value_number(self._face_value(item.spec, operation))
+            item_list.append(row)
+        return item_list
+
+    def _face_value(self, value: Any, operation: str) -> Decimal:
+        try:
+            amount = Decimal(str(value))
+        except InvalidOperation:
+            amount = Decimal("NaN")
+        if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+            raise InvalidRequest(
+                gettext("The face value must be a positive amount with at most two decimals."),
+                field="spec",
+                provider=self.provider,
+                operation=operation,
+            )
+        return amount
+
+    def _required(self, value: Any, field_name: str, max_length: int, operation: str) -> str:
+        text = "" if value is None else str(value)
+        if not text.strip():
+            raise InvalidRequest(
+                gettext("The field %(field)s is required.") % {"field": field_name},
+                field=field_name,
+                provider=self.provider,
+                operation=operation,
+            )
+        return self._optional(text, field_name, max_length, operation)
+
+    def _optional(self, value: Any, field_name: str, max_length: int, operation: str) -> str:
+        text = str(value)
+        if len(text) > max_length:
+            raise InvalidRequest(
+                gettext("The field %(field)s is longer than %(max_length)d characters.")
+                % {"field": field_name, "max_length": max_length},
+                field=field_name,
+                provider=self.provider,
+                operation=operation,
+            )
+        return text
