@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 from django.utils.translation import gettext_lazy as _
 
 
@@ -8,3 +9,9 @@ class BackOfficeConfig(AppConfig):
     name = "config"
     label = "backoffice"
     verbose_name = _("Back office")
+
+
+class BackOfficeAdminConfig(AdminConfig):
+    """django.contrib.admin, with the admin site that asks some users for a second factor."""
+
+    default_site = "config.admin_site.BackOfficeAdminSite"

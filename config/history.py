@@ -36,7 +36,9 @@ class HistoryContextMiddleware(HistoryMiddleware):
     def get_context(self, request) -> dict[str, Any]:
         context = super().get_context(request)
         context["source"] = SOURCE_WEB
-        if request.method == "POST" and request.POST.get("action"):
+        # Only admin forms carry an action; reading POST elsewhere would consume raw bodies
+        # that views such as the upstream callbacks must read themselves.
+        if request.method == "POST" and request.path.startswith("/admin/") and request.POST.get("action"):
             context["action"] = request.POST["action"]
         return context
 

@@ -14,7 +14,7 @@ AUDITOR = "Auditor"
 BUSINESS_MODELS = {
     "distributors": ["distributor", "account", "ledgerentry", "balancecheck", "fundtransaction", "erpsync"],
     "providers": ["providercall"],
-    "orders": [],
+    "orders": ["product", "rechargeorder", "orderbatch", "cardsecret", "pindisclosure", "upstreambalance"],
     "pghistory": ["events", "context"],
 }
 
@@ -31,6 +31,11 @@ CLERK_PERMISSIONS = _view_all() | {
     ("distributors", "change_fundtransaction"),
     ("distributors", "submit_fundtransaction"),
     ("distributors", "reverse_fundtransaction"),
+    ("orders", "add_rechargeorder"),
+    ("orders", "change_rechargeorder"),
+    ("orders", "place_rechargeorder"),
+    ("orders", "add_orderbatch"),
+    ("orders", "change_orderbatch"),
 }
 
 SUPERVISOR_PERMISSIONS = CLERK_PERMISSIONS | {
@@ -38,6 +43,15 @@ SUPERVISOR_PERMISSIONS = CLERK_PERMISSIONS | {
     ("distributors", "approve_fundtransaction"),
     ("distributors", "retry_erpsync"),
     ("distributors", "resolve_erpsync"),
+    ("orders", "add_product"),
+    ("orders", "change_product"),
+    ("orders", "sync_product"),
+    ("orders", "resolve_rechargeorder"),
+    ("orders", "reveal_cardsecret"),
+    ("orders", "export_cardsecret"),
+    # Login lockouts (django-axes): see who is locked out, and clear it by deleting the attempts.
+    ("axes", "view_accessattempt"),
+    ("axes", "delete_accessattempt"),
 }
 
 AUDITOR_PERMISSIONS = _view_all() | {

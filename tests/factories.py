@@ -33,3 +33,18 @@ def make_user(username: str, role: str | None = None, **fields):
     if role:
         user.groups.add(Group.objects.get(name=role))
     return user
+
+
+def verify_second_factor(client, user):
+    """Give `user` a confirmed TOTP device and mark the client's session verified by it.
+
+    force_login skips the second factor; call this after it for users who need one (supervisors).
+    """
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=user, name="test authenticator", confirmed=True)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return device

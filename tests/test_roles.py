@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from config.roles import AUDITOR, FINANCE_CLERK, FINANCE_SUPERVISOR
 from distributors.models import Distributor, LedgerEntry
-from tests.factories import fund, make_distributor, make_user
+from tests.factories import fund, make_distributor, make_user, verify_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ def test_a_clerk_manages_distributors_but_cannot_touch_the_ledger_or_run_the_che
 
 
 def test_a_supervisor_can_run_the_ledger_check(client, distributor):
-    login(client, FINANCE_SUPERVISOR)
+    verify_second_factor(client, login(client, FINANCE_SUPERVISOR))
 
     response = client.post(reverse("admin:distributors_balancecheck_run"))
 

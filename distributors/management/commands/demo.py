@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from config.history import command_context
@@ -54,6 +55,10 @@ class Command(BaseCommand):
         self.stdout.write(_("Demo logins (password for all): %(password)s") % {"password": password})
         for username, role in DEMO_USERS:
             self.stdout.write(f"  {username:<11} {role}")
+        self.stdout.write(
+            _("On first login the supervisor must enrol a second factor (an authenticator app) at %(url)s")
+            % {"url": f"http://127.0.0.1:8000{reverse('admin:second_factor_enrol')}"}
+        )
 
     def _distributors(self) -> None:
         for fields in DEMO_DISTRIBUTORS:

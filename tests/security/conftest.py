@@ -1,0 +1,82 @@
+"""A small world with one row of every kind the admin shows, and a way to prove nothing changed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.apps import apps
+from django.contrib.auth.models import Group
+from django.db import router
+from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from config.roles import FINANCE_CLERK, FINANCE_SUPERVISOR
+from distributors.fund_transactions import fund_transaction_approve, fund_transaction_create, fund_transactions_submit
+from distributors.models import ErpSync, SyncStatus
+from distributors.services import ledger_balance_check
+from providers.models import ProviderCall
+from tests.factories import fund, make_distributor, make_user
+
+# Everything an intruder could change through the admin: business rows, their history, the job
+# queue, users and groups, lockouts and second-factor devices. Sessions change on every request.
+WATCHED_APPS = {"auth", "distributors", "providers", "procrastinate", "axes", "otp_totp", "otp_static", "pghistory"}
+UNWATCHED_MODELS = {"pghistory.Events", "pghistory.MiddlewareEvents"}
+
+
+def snapshot() -> dict[str, list[dict]]:
+    """Every row of every watched table, in order: balances, statuses, history events, jobs, users."""
+    state = {}
+    for model in apps.get_models(include_auto_created=True):
+        if model._meta.app_label not in WATCHED_APPS or model._meta.label in UNWATCHED_MODELS:
+            continue
+        rows = model._default_manager.using(router.db_for_read(model)).order_by("pk").values()
+        state[model._meta.label] = list(rows)
+    return state
+
+
+def draft(clerk, distributor, **fields):
+    values = {
+        "distributor": distributor, "type": "recharge", "amount": Decimal("1000.00"),
+        "payment_channel": "bank_transfer", "payer_account": "6222020000000001",
+        "receiving_account": "6222029999999999", "completed_at": timezone.now(), "remark": "银行转账",
+    }
+    return fund_transaction_create(actor=clerk, **{**values, **fields})
+
+
+@pytest.fixture
+def world():
+    """One row of each kind, fund transactions in every state, syncs awaiting a person."""
+    clerk = make_user("world_clerk", FINANCE_CLERK)
+    supervisor = make_user("world_supervisor", FINANCE_SUPERVISOR)
+    distributor = make_distributor(
+        code="SEC001", name="安全测试商贸", kept_in_best_gerp=True, best_gerp_customer_name="QY-SEC",
+        kept_in_wdt=True, wdt_nick_no="FX-SEC", wdt_nick_name="安全测试",
+    )
+    fund(distributor, "500.00")
+    drafted = draft(clerk, distributor, voucher_no="SEC-V1")
+    pending = draft(clerk, distributor, voucher_no="SEC-V2")
+    approved = draft(clerk, distributor, voucher_no="SEC-V3")
+    assert fund_transactions_submit(ids=[pending.pk, approved.pk], actor=clerk).refused == {}
+    fund_transaction_approve(fund_transaction_id=approved.pk, actor=supervisor)
+    failed_sync, review_sync = ErpSync.objects.filter(fund_transaction=approved).order_by("pk")
+    ErpSync.objects.filter(pk=failed_sync.pk).update(status=SyncStatus.FAILED)
+    ErpSync.objects.filter(pk=review_sync.pk).update(status=SyncStatus.MANUAL_REVIEW)
+    call = ProviderCall.objects.create(provider="best_gerp", operation="recharge", url="http://127.0.0.1:1/")
+    check = ledger_balance_check(triggered_by="test")
+    from axes.models import AccessAttempt
+
+    attempt = AccessAttempt.objects.create(
+        username="someone", ip_address="10.0.0.9", user_agent="test", failures_since_start=9,
+        get_data="", post_data="", http_accept="*/*", path_info="/admin/login/",
+    )
+    totp = TOTPDevice.objects.create(user=supervisor, name="phone", confirmed=True)
+    static = StaticDevice.objects.create(user=supervisor, name="backup", confirmed=True)
+    return {
+        "clerk": clerk, "supervisor": supervisor, "distributor": distributor, "account": distributor.accounts.first(),
+        "ledger_entry": distributor.accounts.get(kind="prepaid").entries.first(), "draft": drafted,
+        "pending": pending, "approved": approved, "failed_sync": failed_sync, "review_sync": review_sync,
+        "provider_call": call, "balance_check": check, "access_attempt": attempt, "totp_device": totp,
+        "static_device": static, "group": Group.objects.get(name=FINANCE_SUPERVISOR),
+    }
