@@ -32,6 +32,15 @@ def roles_exist(request):
         sync_roles(apps)
 
 
+@pytest.fixture(autouse=True)
+def card_pin_keys(settings):
+    """Card PINs need a key of their own; tests get a fresh one unless the environment set it."""
+    if not settings.CARD_PIN_KEYS:
+        from cryptography.fernet import Fernet
+
+        settings.CARD_PIN_KEYS = [Fernet.generate_key().decode()]
+
+
 @pytest.fixture(scope="session")
 def sandbox_server():
     """The fake upstreams on a free local port, for the whole test session."""
@@ -79,3 +88,19 @@ def closed_port_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def sandbox_with_callbacks(sandbox, sandbox_environment, live_server, settings):
+    """The sandbox, with its status callbacks delivered to a live back office (a real HTTP server)."""
+    environment = {
+        **sandbox_environment,
+        "EXCHANGE_CALLBACK_URL": live_server.url + "/callbacks/exchange/",
+        "BST17_CALLBACK_URL": live_server.url + "/callbacks/bst17/",
+    }
+    settings.PROVIDERS = provider_accounts(environment)
+    settings.ALLOWED_HOSTS = ["*"]
+    exchange = sandbox.vendor("exchange")
+    exchange.callback_delay = 0.05
+    exchange.callback_retry_delays = (0.1, 0.2, 0.5)
+    return sandbox

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -28,8 +29,20 @@ def string_to_sign(headers: Mapping[str, str], body: str) -> str:
     return "&".join(f"{name}={value}" for name, value in signed) + body
 
 
+# Loading a PEM RSA private key checks the key, which costs some 40 ms of CPU: more than the rest
+# of a request. The keys are few and fixed, so each is loaded once (key objects are thread-safe).
+@functools.lru_cache(maxsize=16)
+def _load_private_key(private_key_pem: str):
+    return serialization.load_pem_private_key(private_key_pem.encode("ascii"), password=None)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_public_key(public_key_pem: str):
+    return serialization.load_pem_public_key(public_key_pem.encode("ascii"))
+
+
 def sign_sha256_rsa(message: str, private_key_pem: str) -> str:
-    key = serialization.load_pem_private_key(private_key_pem.encode("ascii"), password=None)
+    key = _load_private_key(private_key_pem)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("The private key is not an RSA key.")
     signature = key.sign(message.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
@@ -37,7 +50,7 @@ def sign_sha256_rsa(message: str, private_key_pem: str) -> str:
 
 
 def verify_sha256_rsa(message: str, signature: str, public_key_pem: str) -> bool:
-    key = serialization.load_pem_public_key(public_key_pem.encode("ascii"))
+    key = _load_public_key(public_key_pem)
     if not isinstance(key, rsa.RSAPublicKey):
         raise ValueError("The public key is not an RSA key.")
     try:
@@ -78,7 +91,7 @@ def verify(message: str, signature: str, *, sign_type: str, public_key_pem: str 
 
 def public_key_pem_of(private_key_pem: str) -> str:
     """The PEM public key matching a PEM private key (the sandbox verifies with it)."""
-    key = serialization.load_pem_private_key(private_key_pem.encode("ascii"), password=None)
+    key = _load_private_key(private_key_pem)
     return (
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -1,0 +1,298 @@
+"""Direct-charge throughput through the sandbox, on a throwaway database. Prints its numbers.
+
+    .venv/bin/python bench/orders_throughput.py [orders]        (default 10000)
+
+1. The sandbox's own capacity: N signed VIPCharge calls straight at it from 4 threads (no
+   database, no job queue), as requests per second.
+2. The back office: `orders` direct charges placed (price held, job deferred) from this process
+   while 4 `manage.py procrastinate worker` processes submit them through VIPCharge; the final
+   status arrives by the platform's signed callback, received by the back office served with
+   gunicorn. Prints orders per second (first queued to last final), p50/p95 of queued -> final,
+   and checks that every bizCode reached the sandbox exactly once.
+
+The sandbox runs in a child process (forked, so it shares the generated credentials) and reports
+its counters through a pipe. The database is created and dropped here (Django's test-database
+machinery), so the development data is never touched.
+
+Environment: BENCH_WORKERS (4), BENCH_CONCURRENCY (jobs per worker, 2), BENCH_CAPACITY_CALLS (2000).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("SECRET_KEY", "bench-secret-key-0123456789-not-for-production")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+os.environ.setdefault("STATIC_MANIFEST", "0")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection, connections  # noqa: E402
+from django.test.utils import setup_databases, teardown_databases  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+WORKERS = int(os.environ.get("BENCH_WORKERS", 4))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 2))
+CAPACITY_CALLS = int(os.environ.get("BENCH_CAPACITY_CALLS", 2000))
+CAPACITY_THREADS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --- the sandbox, in a child process ---------------------------------------------------------
+
+
+def sandbox_process(port: int, control) -> None:
+    from providers.sandbox.server import serve
+
+    httpd = serve("127.0.0.1", port)
+    exchange = httpd.sandbox.vendor("exchange")
+    exchange.callback_delay = 0.05
+    exchange.callback_retry_delays = (0.5, 1.0, 2.0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    control.send("ready")
+    while True:
+        command = control.recv()
+        if command == "stats":
+            with exchange.lock:
+                counts = dict(exchange.charge_requests)
+                delivered = sum(1 for attempt in exchange.callback_attempts if attempt["delivered"])
+            control.send({"charge_requests": counts, "callbacks_delivered": delivered})
+        elif command == "stop":
+            httpd.shutdown()
+            control.send("stopped")
+            return
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+# --- 1. capacity ----------------------------------------------------------------------------------
+
+
+def sandbox_capacity(calls: int, nowhere: str) -> float:
+    """VIPCharge calls per second the sandbox answers, signed like ours but sent with nothing around them."""
+    import requests
+
+    from providers.exchange.client import VIP_CHARGE_PATH, ExchangeClient
+
+    def one(index: int) -> int:
+        client = clients.setdefault(threading.get_ident(), ExchangeClient())
+        payload = {
+            "merchantId": client.config.merchant_id, "businessId": client.config.business_id,
+            "productCode": "87103", "account": f"1370000{index:04d}", "bizCode": f"CAP{index:08d}",
+            "callbackUrl": nowhere,
+        }
+        prepared = client._prepare("VIPCharge", VIP_CHARGE_PATH, payload)
+        return requests.post(prepared.url, data=prepared.body, headers=prepared.headers, timeout=30).status_code
+
+    clients: dict[int, ExchangeClient] = {}
+    one(-1)  # warm up (imports, first connection)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CAPACITY_THREADS) as pool:
+        answers = list(pool.map(one, range(calls)))
+    elapsed = time.perf_counter() - started
+    assert answers.count(200) == calls, f"{calls - answers.count(200)} capacity calls failed"
+    return calls / elapsed
+
+
+# --- 2. the back office ---------------------------------------------------------------------------
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    user = db["USER"] or "postgres"
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    if db["HOST"].startswith("/"):
+        return f"postgres://{user}{password}@/{db['NAME']}?host={db['HOST']}"
+    return f"postgres://{user}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def process_environment(provider_environment: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        **provider_environment,
+        "DATABASE_URL": database_url(),
+        "CARD_PIN_KEYS": ",".join(settings.CARD_PIN_KEYS),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CONN_MAX_AGE": "60",  # as deployed: a connection per worker thread, not per request
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def run(total: int) -> None:
+    from cryptography.fernet import Fernet
+    from django.contrib.auth import get_user_model
+    from django.db.models import Count
+
+    from config.provider_settings import provider_accounts
+    from distributors.models import AccountKind, Distributor, EntryKind
+    from distributors.services import Posting, distributor_open_accounts, ledger_balance_check, ledger_post
+    from orders.models import FINAL_ORDER_STATUSES, OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
+    from orders.services import order_create, orders_place
+    from providers.sandbox.vendors import demo_environment
+
+    sandbox_port, web_port = free_port(), free_port()
+    provider_environment = demo_environment(f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{web_port}")
+    settings.PROVIDERS = provider_accounts(provider_environment)
+    if not settings.CARD_PIN_KEYS:
+        settings.CARD_PIN_KEYS = [Fernet.generate_key().decode()]
+
+    connections.close_all()  # nothing of ours crosses the fork
+    control, child_end = multiprocessing.Pipe()
+    sandbox = multiprocessing.get_context("fork").Process(target=sandbox_process, args=(sandbox_port, child_end),
+                                                          daemon=True)
+    sandbox.start()
+    assert control.recv() == "ready"
+    nowhere = f"http://127.0.0.1:{free_port()}/nowhere/"
+
+    print(f"1. sandbox capacity: {CAPACITY_CALLS:,} VIPCharge calls from {CAPACITY_THREADS} threads ...", flush=True)
+    capacity = sandbox_capacity(CAPACITY_CALLS, nowhere)
+    print(f"   {capacity:,.1f} calls/s", flush=True)
+    time.sleep(2)  # let the capacity calls' callbacks (to nowhere) finish
+
+    clerk = get_user_model().objects.create_user("bench-clerk", password="bench-password-0123")
+    distributor = Distributor.objects.create(code="BENCH1", name="压测分销商")
+    distributor_open_accounts(distributor=distributor)
+    ledger_post(distributor=distributor, postings=[Posting(kind=AccountKind.PREPAID, amount=Decimal(total * 30))],
+                entry_kind=EntryKind.RECHARGE)
+    product = Product.objects.create(provider=UpstreamProvider.EXCHANGE, code="87103", name="视频会员月卡",
+                                     kind=OrderKind.DIRECT_CHARGE, sale_price=Decimal("22.00"))
+    print(f"2. creating and placing {total:,} orders ...", flush=True)
+    ids = [
+        order_create(distributor=distributor, product=product, actor=clerk, target_account=f"1380000{n:05d}").pk
+        for n in range(total)
+    ]
+
+    # Everything is placed (price held, job deferred) before the workers start, so the workers'
+    # rate is measured, not this one process's rate of placing.
+    started = time.perf_counter()
+    for start in range(0, total, 500):
+        result = orders_place(ids=ids[start : start + 500], actor=clerk)
+        assert not result.refused, list(result.refused.items())[:3]
+    placed_seconds = time.perf_counter() - started
+    print(f"   placed in {placed_seconds:.1f} s; starting gunicorn and {WORKERS} workers x {CONCURRENCY} jobs ...",
+          flush=True)
+
+    env = process_environment(provider_environment)
+    log = open(BASE_DIR / "var" / "bench-orders.log", "wb")  # noqa: SIM115 - closed at the end
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{web_port}",
+         "--workers", "2", "--threads", "4", "--log-level", "warning"],
+        cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    workers = []
+    try:
+        wait_for_port(web_port)
+        workers_started = timezone.now()
+        started = time.perf_counter()
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "orders",
+                 "--concurrency", str(CONCURRENCY)],
+                cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+            for _ in range(WORKERS)
+        ]
+        deadline = time.monotonic() + max(600, total / 5)
+        while True:
+            pending = RechargeOrder.objects.exclude(status__in=FINAL_ORDER_STATUSES).count()
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        elapsed = time.perf_counter() - started
+    finally:
+        for process in [*workers, web]:
+            process.send_signal(signal.SIGTERM)
+        for process in [*workers, web]:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+        control.send("stats")
+        stats = control.recv()
+        control.send("stop")
+        control.recv()
+
+    counts = dict(RechargeOrder.objects.values_list("status").annotate(n=Count("id")).order_by())
+    rows = list(RechargeOrder.objects.filter(status__in=FINAL_ORDER_STATUSES)
+                .values_list("queued_at", "submitted_at", "finished_at"))
+    to_final = [(finished - queued).total_seconds() for queued, _submitted, finished in rows]
+    sent_to_final = [(finished - submitted).total_seconds() for _queued, submitted, finished in rows]
+    first_sent = min(submitted for _q, submitted, _f in rows)
+    last_final = max(finished for _q, _s, finished in rows)
+    throughput = len(rows) / (last_final - workers_started).total_seconds()
+    sending = len(rows) / (last_final - first_sent).total_seconds()
+    references = set(RechargeOrder.objects.values_list("client_reference", flat=True))
+    received = {code: n for code, n in stats["charge_requests"].items() if code in references}
+    duplicates = sum(1 for n in received.values() if n > 1)
+    never_sent = len(references) - len(received)
+    check = ledger_balance_check(triggered_by="bench")
+
+    print()
+    print(f"sandbox capacity alone ({CAPACITY_THREADS} threads):   {capacity:8.1f} VIPCharge calls/s")
+    print(f"placing (hold + job, one process):    {total / placed_seconds:8.1f} orders/s")
+    print(f"back office, {WORKERS} workers x {CONCURRENCY} jobs:     {throughput:8.1f} orders/s final "
+          f"({len(rows):,} final of {total:,}, {elapsed:.1f} s from starting the workers; "
+          f"{sending:.1f}/s from the first send)  -> {throughput / capacity:.0%} of the sandbox's capacity "
+          f"(target: at least 50%)")
+    print(f"queued -> final:     p50 {statistics.median(to_final):6.2f} s   p95 {percentile(to_final, 0.95):6.2f} s"
+          f"   (all {total:,} were queued before the workers started: this is mostly the wait in the queue)")
+    print(f"submitted -> final:  p50 {statistics.median(sent_to_final):6.2f} s   "
+          f"p95 {percentile(sent_to_final, 0.95):6.2f} s")
+    print(f"statuses: {', '.join(f'{status}={n:,}' for status, n in sorted(counts.items()))}")
+    print(f"bizCodes received by the sandbox: {len(received):,}; sent twice or more: {duplicates}; "
+          f"never sent: {never_sent}; callbacks delivered: {stats['callbacks_delivered']:,}")
+    print(f"ledger check: {check.accounts_checked} accounts, {len(check.mismatches)} mismatches")
+    if OrderStatus.UNKNOWN in counts or OrderStatus.MANUAL_REVIEW in counts:
+        print("some orders are not final: see var/bench-orders.log")
+
+
+def main() -> None:
+    total = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    databases = setup_databases(verbosity=0, interactive=False, aliases={"default", "call_log"})
+    try:
+        run(total)
+    finally:
+        for alias in connections:
+            connections[alias].close()
+        teardown_databases(databases, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""Reading a clerk's .xlsx or .csv upload safely, shared by every import (fund transactions, batch orders).
+
+Only reading and the checks every import needs live here: size limits, zip bombs, old .xls files,
+text encodings, formulas (refused, never evaluated), Excel error cells, blank lines and matching
+column headers written in Chinese or English. What a row means is each import's own business.
+
+Errors are dictionaries {"row": n, "field": header, "message": text}: row 1 is the header, data
+starts on row 2, and `row` is None for a problem with the file as a whole.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import functools
+import io
+import logging
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from xml.etree import ElementTree
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+from openpyxl.utils.datetime import from_excel
+
+logger = logging.getLogger(__name__)
+
+XLSX = "xlsx"
+CSV = "csv"
+MAX_COLUMNS = 50  # cells further right are ignored: no template is that wide
+
+
+class FileRefused(Exception):
+    """The file as a whole cannot be read (not a spreadsheet, too large, wrong headers...)."""
+
+    def __init__(self, message: str, *, row: int | None = None, field: str = ""):
+        super().__init__(message)
+        self.errors = [{"row": row, "field": field, "message": message}]
+
+    @classmethod
+    def with_errors(cls, errors: list[dict]) -> FileRefused:
+        refused = cls(errors[0]["message"])
+        refused.errors = errors
+        return refused
+
+
+class Formula(str):
+    """Text of a formula cell: reported, never evaluated."""
+
+
+class CellError(str):
+    """An Excel error value such as #N/A."""
+
+
+def format_for_filename(filename: str) -> str:
+    lowered = filename.lower()
+    if lowered.endswith(".xlsx"):
+        return XLSX
+    if lowered.endswith(".csv"):
+        return CSV
+    raise FileRefused(_("Only .xlsx and .csv files can be imported."))
+
+
+def check_size(content: bytes) -> None:
+    if not content:
+        raise FileRefused(_("The file is empty."))
+    if len(content) > settings.IMPORT_MAX_FILE_BYTES:
+        raise FileRefused(
+            _("The file is larger than %(limit)d MB; split it into smaller files.")
+            % {"limit": settings.IMPORT_MAX_FILE_BYTES // (1024 * 1024)}
+        )
+
+
+def check_xlsx_archive(content: bytes) -> None:
+    """Refuse what is not an xlsx, and zip bombs, before openpyxl inflates anything.
+
+    zipfile never inflates a member past the size its header declares (it stops there and fails
+    the CRC check), so summing the declared sizes bounds the work whatever the archive claims.
+    """
+    if content.startswith(b"\xd0\xcf\x11\xe0"):
+        raise FileRefused(_("This is an old Excel file (.xls); save it as .xlsx and upload it again."))
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(content))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, EOFError):
+        raise FileRefused(_("This file is not an Excel workbook (.xlsx) and cannot be read.")) from None
+    names = {member.filename for member in members}
+    if "xl/workbook.xml" not in names:
+        raise FileRefused(_("This file is not an Excel workbook (.xlsx) and cannot be read."))
+    if sum(member.file_size for member in members) > settings.IMPORT_MAX_UNCOMPRESSED_BYTES:
+        raise FileRefused(_("The workbook unpacks to far more data than its size suggests; it is refused."))
+
+
+SHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+ROW_TAG, CELL_TAG, SHEET_DATA_TAG = f"{SHEET_NS}row", f"{SHEET_NS}c", f"{SHEET_NS}sheetData"
+VALUE_TAG, FORMULA_TAG = f"{SHEET_NS}v", f"{SHEET_NS}f"
+INLINE_TAG, TEXT_TAG, RUN_TAG = f"{SHEET_NS}is", f"{SHEET_NS}t", f"{SHEET_NS}r"
+
+
+def xlsx_rows(content: bytes) -> Iterator[tuple[int, list[Any]]]:
+    """(row number, values) for every row of the first sheet that has cells; formulas and errors marked.
+
+    openpyxl (read_only) opens the package and gives the first sheet, its shared strings and which
+    styles are dates. The rows themselves are streamed here with ElementTree.iterparse, because
+    openpyxl's per-cell parsing costs about 20 µs (some 20 s for a 100,000-row file). The sheet's
+    stated <dimension> is never read: rows end where the sheet's rows end, and a gap of empty rows
+    costs nothing, so a dimension claiming a million rows changes nothing.
+    """
+    check_xlsx_archive(content)
+    try:
+        reader = _open_workbook(content)
+        sheet_path = next(rel.target for _sheet, rel in reader.parser.find_sheets() if "chartsheet" not in rel.Type)
+        source = reader.archive.open(sheet_path)
+    except Exception as err:  # openpyxl raises many kinds of errors for a damaged workbook
+        logger.info("Unreadable workbook: %r", err)
+        raise FileRefused(_("This file is not an Excel workbook (.xlsx) and cannot be read.")) from None
+    shared_strings, date_styles, epoch = reader.shared_strings, reader.wb._date_formats, reader.wb.epoch
+    try:
+        next_row = 1
+        for _event, element in ElementTree.iterparse(source, events=("end",)):
+            if element.tag != ROW_TAG:
+                continue
+            number = int(element.get("r") or next_row)
+            next_row = number + 1
+            values: list[Any] = []
+            for cell in element:
+                reference = cell.get("r")
+                if reference:
+                    column = _column_index(reference)
+                    if column >= MAX_COLUMNS:
+                        continue
+                    if column > len(values):
+                        values.extend([None] * (column - len(values)))
+                values.append(_xlsx_value(cell, shared_strings, date_styles, epoch))
+            element.clear()  # the emptied row stays in the tree, a few dozen bytes
+            yield number, values
+    except ElementTree.ParseError:
+        raise FileRefused(_("This file is not an Excel workbook (.xlsx) and cannot be read.")) from None
+    finally:
+        source.close()
+        reader.archive.close()
+
+
+def _open_workbook(content: bytes):
+    """openpyxl's read-only loading (manifest, shared strings, workbook, styles) up to the sheets.
+
+    load_workbook(read_only=True) would also build its worksheet objects, which scan the whole
+    sheet looking for a <dimension> element when the file has none (files openpyxl itself writes).
+    """
+    from openpyxl.reader.excel import ExcelReader
+    from openpyxl.styles.stylesheet import apply_stylesheet
+
+    reader = ExcelReader(io.BytesIO(content), read_only=True, data_only=False)
+    reader.read_manifest()
+    reader.read_strings()
+    reader.read_workbook()
+    apply_stylesheet(reader.archive, reader.wb)
+    return reader
+
+
+@functools.cache
+def _letters_index(letters: str) -> int:
+    index = 0
+    for char in letters.upper():
+        index = index * 26 + (ord(char) - 64)
+    return index - 1
+
+
+def _column_index(reference: str) -> int:
+    """0-based column of a cell reference such as "AB12"."""
+    return _letters_index(reference.rstrip("0123456789"))
+
+
+def _xlsx_value(cell, shared_strings, date_styles, epoch) -> Any:
+    data_type = cell.get("t", "n")
+    formula = cell.find(FORMULA_TAG)
+    if formula is not None:
+        return Formula("=" + (formula.text or ""))
+    if data_type == "inlineStr":
+        inline = cell.find(INLINE_TAG)
+        if inline is None:
+            return None
+        return (inline.findtext(TEXT_TAG) or "") + "".join(run.findtext(TEXT_TAG) or "" for run in inline.iter(RUN_TAG))
+    value = cell.findtext(VALUE_TAG)
+    if value is None:
+        return None
+    if data_type == "s":
+        return str(shared_strings[int(value)])
+    if data_type == "e":
+        return CellError(value)
+    if data_type == "b":
+        return value == "1"
+    if data_type in ("str", "d"):
+        return value
+    number = float(value) if ("." in value or "E" in value or "e" in value) else int(value)
+    style = cell.get("s")
+    if style and int(style) in date_styles:
+        try:
+            return from_excel(number, epoch)
+        except (OverflowError, ValueError):
+            return CellError("#VALUE!")
+    return number
+
+
+def csv_rows(content: bytes) -> Iterator[tuple[int, list[Any]]]:
+    """UTF-8 (with or without the BOM Excel writes) or GB18030 (what Chinese Excel saves as "CSV")."""
+    if b"\x00" in content[:4096]:
+        raise FileRefused(_("This file is not a CSV text file (it contains binary data)."))
+    if content.startswith(codecs.BOM_UTF8):
+        encodings = ("utf-8-sig",)
+    else:
+        encodings = ("utf-8", "gb18030")
+    for encoding in encodings:
+        try:
+            text = content.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise FileRefused(
+            _("The file's text encoding is neither UTF-8 nor GB18030; save it from Excel as “CSV UTF-8”.")
+        )
+    try:
+        for number, record in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+            yield number, [Formula(value) if value.lstrip().startswith("=") else value for value in record]
+    except csv.Error as err:
+        raise FileRefused(_("The CSV file is malformed: %(error)s") % {"error": err}) from None
+
+
+def read_rows(content: bytes, file_format: str) -> Iterator[tuple[int, list[Any]]]:
+    """(row number as the spreadsheet shows it, cell values) for the header and every row after it."""
+    check_size(content)
+    if file_format == XLSX:
+        return xlsx_rows(content)
+    return csv_rows(content)
+
+
+def is_blank(values: list[Any]) -> bool:
+    return all(value is None or (isinstance(value, str) and not value.strip()) for value in values)
+
+
+def normalize_header(text: Any) -> str:
+    return " ".join(str(text).replace("\u3000", " ").split()).casefold()
+
+
+def cell_value(value: Any, *, required: bool) -> Any:
+    """A cell ready to convert: stripped text or the typed value, None when empty.
+
+    Raises ValidationError for an empty required cell, a formula or an Excel error value.
+    """
+    if isinstance(value, Formula):
+        raise ValidationError(_("Formulas are not accepted (%(formula)s); type the value itself.") % {"formula": value[:50]})
+    if isinstance(value, CellError):
+        raise ValidationError(_("The cell shows an Excel error (%(error)s).") % {"error": value})
+    if isinstance(value, str):
+        value = value.strip() or None
+    if value is None and required:
+        raise ValidationError(_("This cell is empty; it is required."))
+    return value
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of an import file; both header spellings are accepted whatever the clerk's language."""
+
+    field: str
+    english: str
+    chinese: str
+    required: bool = False
+    aliases: tuple[str, ...] = ()
+
+    def matches(self, header: Any) -> bool:
+        wanted = normalize_header(header)
+        names = (self.english, self.chinese, self.field, *self.aliases)
+        return wanted in {normalize_header(name) for name in names}
+
+
+def map_header(header: Sequence[Any], columns: Sequence[Column]) -> tuple[dict[str, int], dict[str, str]]:
+    """Column positions by field, and how the file names each field. Raises FileRefused listing every problem."""
+    errors, positions, labels = [], {}, {}
+    chinese = False
+    for index, raw in enumerate(header):
+        if raw is None or str(raw).strip() == "":
+            continue
+        text = str(raw).strip()
+        column = next((c for c in columns if c.matches(text)), None)
+        if column is None:
+            errors.append({"row": 1, "field": text, "message": _("Unknown column “%(header)s”.") % {"header": text}})
+            continue
+        if column.field in positions:
+            errors.append({"row": 1, "field": text,
+                           "message": _("The column “%(header)s” appears twice.") % {"header": text}})
+            continue
+        positions[column.field] = index
+        labels[column.field] = text
+        chinese = chinese or normalize_header(text) == normalize_header(column.chinese)
+    for column in columns:
+        labels.setdefault(column.field, column.chinese if chinese else column.english)
+        if column.required and column.field not in positions:
+            errors.append({"row": 1, "field": labels[column.field], "message": _("This column is missing.")})
+    if errors:
+        expected = "、".join(c.chinese for c in columns) if chinese else ", ".join(c.english for c in columns)
+        errors.append({
+            "row": 1, "field": "",
+            "message": _("The first row must hold the template's column headers: %(headers)s.") % {"headers": expected},
+        })
+        raise FileRefused.with_errors(errors)
+    return positions, labels

@@ -1,0 +1,648 @@
+"""Every write on orders: creating, placing (holding the price), submitting, applying answers,
+reconciling, callbacks, manual decisions, products, and card PIN disclosure.
+
+Money and status move together: the hold on placement, and its release when an order fails, are
+ledger entries in the same transaction as the status change that causes them. Every status
+change goes through `order_transition` on a locked row.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from distributors.exceptions import InsufficientFunds
+from distributors.models import AccountKind, Distributor, EntryKind
+from distributors.services import Posting, ledger_post
+from orders.models import (
+    ORDER_TRANSITIONS,
+    CallbackNonce,
+    CardSecret,
+    OrderBatch,
+    OrderKind,
+    OrderStatus,
+    PinDisclosure,
+    Product,
+    RechargeOrder,
+    UpstreamBalance,
+    UpstreamProvider,
+)
+from orders.pins import decrypt_pin, encrypt_pin
+from providers.bst17.client import Bst17Client, Bst17QueryTooFrequent
+from providers.exceptions import InvalidRequest, OutcomeUnknown, ProviderError, ProviderNotReached, ProviderRejected
+from providers.exchange.client import BatchItem, ExchangeCallback, ExchangeClient
+from providers.results import CardSecretData, Outcome, ProviderResult
+
+logger = logging.getLogger(__name__)
+
+# 17bst answers a reused reqStreamId with 1016: an earlier request with it may exist, so the
+# order is queried, never failed (failing it could lose money the upstream already took).
+BST17_DUPLICATE_STREAM_ID = "1016"
+
+OUTCOME_STATUS = {
+    Outcome.ACCEPTED: OrderStatus.ACCEPTED,
+    Outcome.SUCCEEDED: OrderStatus.SUCCEEDED,
+    Outcome.FAILED: OrderStatus.FAILED,
+    Outcome.UNKNOWN: OrderStatus.UNKNOWN,
+}
+
+
+class OrderTransitionRefused(ValidationError):
+    pass
+
+
+# --- creating and placing ---------------------------------------------------------------------
+
+
+def order_price(*, product: Product, quantity: int, face_value: Decimal | None) -> Decimal:
+    """What the distributor pays: the stated face value for open-amount products, else the sale price."""
+    if product.needs_face_value:
+        if face_value is None or face_value <= 0:
+            raise ValidationError({"face_value": _("This product needs the face value to charge.")})
+        unit = face_value
+    else:
+        if product.sale_price is None:
+            raise ValidationError({"product": _("This product has no price to distributors yet.")})
+        unit = product.sale_price
+    return (unit * quantity).quantize(Decimal("0.01"))
+
+
+def order_create(
+    *,
+    distributor: Distributor,
+    product: Product,
+    actor,
+    target_account: str = "",
+    mobile: str = "",
+    attach_values: str = "",
+    quantity: int = 1,
+    face_value: Decimal | None = None,
+    batch: OrderBatch | None = None,
+) -> RechargeOrder:
+    """Record a draft order; its order number (client reference) is fixed now, before anything is sent."""
+    if not product.active:
+        raise ValidationError({"product": _("This product is not on sale.")})
+    if product.kind == OrderKind.DIRECT_CHARGE:
+        if not target_account.strip():
+            raise ValidationError({"target_account": _("A direct charge needs the account to charge.")})
+        if quantity != 1:
+            raise ValidationError({"quantity": _("A direct charge is for exactly one account.")})
+    if quantity < 1:
+        raise ValidationError({"quantity": _("The quantity must be at least 1.")})
+    order = RechargeOrder(
+        distributor=distributor,
+        product=product,
+        provider=product.provider,
+        merchant_account=product.merchant_account,
+        kind=product.kind,
+        batch=batch,
+        target_account=target_account.strip(),
+        mobile=mobile.strip(),
+        attach_values=attach_values.strip(),
+        quantity=quantity,
+        face_value=face_value,
+        price_charged=order_price(product=product, quantity=quantity, face_value=face_value),
+        created_by=actor,
+    )
+    order.full_clean()
+    order.save()
+    return order
+
+
+def order_transition(order: RechargeOrder, to_status: str, *, reason: str = "", actor=None, **fields) -> None:
+    """Move a locked order to a new status. A move to FAILED releases the held price in the same transaction."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("order_transition needs a transaction holding the order's row lock")
+    if to_status not in ORDER_TRANSITIONS[order.status]:
+        raise OrderTransitionRefused(
+            _("Order %(order)s cannot go from %(from)s to %(to)s.")
+            % {"order": order, "from": order.get_status_display(), "to": OrderStatus(to_status).label}
+        )
+    now = timezone.now()
+    if to_status == OrderStatus.FAILED and order.queued_at is not None and order.price_charged > 0:
+        ledger_post(
+            distributor=order.distributor,
+            postings=[Posting(kind=AccountKind.PREPAID, amount=order.price_charged)],
+            entry_kind=EntryKind.ORDER_RELEASE,
+            actor=actor,
+            cause=order,
+            memo=_("Order %(order)s failed: payment released") % {"order": order},
+        )
+    order.status = to_status
+    if reason:
+        order.status_reason = reason[:2000]
+    if to_status in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
+        order.finished_at = now
+        order.next_query_at = None
+    if to_status in (OrderStatus.ACCEPTED, OrderStatus.UNKNOWN):
+        order.next_query_at = now + datetime.timedelta(seconds=settings.ORDER_QUERY_INTERVAL_SECONDS)
+    if actor is not None and to_status in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
+        order.decided_by = actor if getattr(actor, "pk", None) else None
+    for name, value in fields.items():
+        setattr(order, name, value)
+    order.save()
+
+
+@dataclass
+class PlaceResult:
+    placed: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+
+
+def _hold_and_queue(order: RechargeOrder, actor) -> None:
+    if order.price_charged > 0:
+        ledger_post(
+            distributor=order.distributor,
+            postings=[Posting(kind=AccountKind.PREPAID, amount=-order.price_charged)],
+            entry_kind=EntryKind.ORDER_HOLD,
+            actor=actor,
+            cause=order,
+            memo=_("Order %(order)s: payment held") % {"order": order},
+        )
+    order_transition(order, OrderStatus.QUEUED, queued_at=timezone.now())
+
+
+def orders_place(*, ids: Iterable[int], actor) -> PlaceResult:
+    """DRAFT -> QUEUED: hold each order's price on the distributor's balance and queue its submission.
+
+    Each order is its own transaction: one without funds is refused and the others go ahead.
+    """
+    from orders.tasks import submit_order
+
+    result = PlaceResult()
+    for order_id in ids:
+        try:
+            with transaction.atomic():
+                order = RechargeOrder.objects.select_for_update().select_related("distributor").get(pk=order_id)
+                if order.status != OrderStatus.DRAFT:
+                    raise OrderTransitionRefused(_("It is %(status)s, not a draft.") % {"status": order.get_status_display()})
+                if order.batch_id:
+                    raise OrderTransitionRefused(_("It belongs to batch %(batch)s: place the batch.") % {"batch": order.batch})
+                _hold_and_queue(order, actor)
+                submit_order.defer(order_id=order.pk)
+        except (ValidationError, InsufficientFunds) as err:
+            result.refused[order_id] = "; ".join(err.messages)
+        else:
+            result.placed.append(order_id)
+    return result
+
+
+@dataclass(frozen=True)
+class BatchItemData:
+    target_account: str
+    attach_values: str = ""
+    face_value: Decimal | None = None
+
+
+class BatchImportRefused(ValidationError):
+    """The file has errors: `errors` lists them by row and field; nothing was created."""
+
+    def __init__(self, errors: list[dict]):
+        super().__init__(_("The file has %(count)d errors; nothing was created.") % {"count": len(errors)})
+        self.errors = errors
+
+
+def _batch_product_check(product: Product) -> None:
+    if product.provider != UpstreamProvider.EXCHANGE or product.kind != OrderKind.DIRECT_CHARGE:
+        raise ValidationError({"product": _("A batch is for a direct-charge product of the redemption platform.")})
+
+
+@transaction.atomic
+def batch_create(
+    *,
+    distributor: Distributor,
+    product: Product,
+    actor,
+    items: Sequence[BatchItemData],
+    batch_code: str = "",
+    remark: str = "",
+    chunk_size: int | None = None,
+) -> OrderBatch:
+    """Record a batch and one draft order per item, all or nothing. Placing it is a separate step."""
+    _batch_product_check(product)
+    if not items:
+        raise ValidationError(_("A batch needs at least one item."))
+    batch = OrderBatch(distributor=distributor, product=product, remark=remark.strip(), created_by=actor)
+    if batch_code.strip():
+        batch.batch_code = batch_code.strip()
+    if chunk_size:
+        batch.chunk_size = chunk_size
+    batch.full_clean()
+    batch.save()
+    for item in items:
+        order_create(
+            distributor=distributor, product=product, actor=actor, target_account=item.target_account,
+            attach_values=item.attach_values, face_value=item.face_value, batch=batch,
+        )
+    return batch
+
+
+def batch_import(
+    *,
+    distributor: Distributor,
+    product: Product,
+    actor,
+    filename: str,
+    content: bytes,
+    batch_code: str = "",
+    remark: str = "",
+) -> OrderBatch:
+    """Check the file again (the preview may be stale) and create the batch from it, all or nothing."""
+    from config.spreadsheet_import import FileRefused
+    from orders.imports import batch_file_check
+
+    _batch_product_check(product)
+    try:
+        checked = batch_file_check(content=content, filename=filename, product=product)
+    except FileRefused as refused:
+        raise BatchImportRefused(refused.errors) from None
+    if checked.errors:
+        raise BatchImportRefused(checked.errors)
+    return batch_create(
+        distributor=distributor, product=product, actor=actor, batch_code=batch_code, remark=remark,
+        items=[BatchItemData(row.target_account, row.attach_values, row.face_value) for row in checked.rows],
+    )
+
+
+@transaction.atomic
+def batch_place(*, batch_id: int, actor) -> int:
+    """Hold the price of every draft item of a batch and queue the chunks, all or nothing."""
+    from orders.tasks import submit_batch_chunk
+
+    batch = OrderBatch.objects.select_for_update().get(pk=batch_id)
+    orders = list(
+        RechargeOrder.objects.select_for_update().select_related("distributor")
+        .filter(batch=batch, status=OrderStatus.DRAFT).order_by("pk")
+    )
+    if not orders:
+        raise OrderTransitionRefused(_("Batch %(batch)s has no draft items to place.") % {"batch": batch})
+    for order in orders:
+        _hold_and_queue(order, actor)
+    for number, start in enumerate(range(0, len(orders), batch.chunk_size), start=1):
+        chunk = [order.pk for order in orders[start : start + batch.chunk_size]]
+        submit_batch_chunk.defer(batch_id=batch.pk, chunk_number=number, order_ids=chunk)
+    return len(orders)
+
+
+# --- submitting ---------------------------------------------------------------------------------
+
+
+def _claim(order_ids: Sequence[int]) -> list[int]:
+    """QUEUED -> SUBMITTING for whichever of these orders are still queued; returns those claimed.
+
+    Two workers (or two clicks) racing for the same order: the row lock and the status condition
+    let exactly one of them claim it; the other gets nothing and sends nothing.
+    """
+    with transaction.atomic():
+        claimable = list(
+            RechargeOrder.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=order_ids, status=OrderStatus.QUEUED)
+            .values_list("pk", flat=True)
+        )
+        if claimable:
+            RechargeOrder.objects.filter(pk__in=claimable).update(
+                status=OrderStatus.SUBMITTING, submitted_at=timezone.now()
+            )
+    return claimable
+
+
+def _apply(
+    order_id: int,
+    status: str,
+    *,
+    from_statuses: Iterable[str],
+    reason: str = "",
+    upstream_order_no: str = "",
+    settlement_price: Decimal | None = None,
+    cards: Sequence[CardSecretData] = (),
+    actor=None,
+) -> bool:
+    """Apply an answer to an order if it is still in one of `from_statuses`; False if it had moved on."""
+    with transaction.atomic():
+        order = RechargeOrder.objects.select_for_update().select_related("distributor").get(pk=order_id)
+        if order.status not in from_statuses or order.status == status:
+            return False
+        extra = {}
+        if upstream_order_no:
+            extra["upstream_order_no"] = upstream_order_no[:64]
+        if settlement_price is not None:
+            extra["settlement_price"] = settlement_price
+        order_transition(order, status, reason=reason, actor=actor, **extra)
+        if cards:
+            _store_cards(order, cards)
+    return True
+
+
+def _store_cards(order: RechargeOrder, cards: Sequence[CardSecretData]) -> None:
+    CardSecret.objects.bulk_create(
+        [
+            CardSecret(order=order, card_number=card.card_number, pin_ciphertext=encrypt_pin(card.pin),
+                       expires_at=card.expires_at)
+            for card in cards
+        ],
+        ignore_conflicts=True,  # a repeated answer carries the same cards
+    )
+
+
+def _client(order: RechargeOrder):
+    if order.provider == UpstreamProvider.EXCHANGE:
+        return ExchangeClient(merchant_account=order.merchant_account)
+    return Bst17Client(merchant_account=order.merchant_account)
+
+
+def _apply_result(order_id: int, result: ProviderResult, *, from_statuses: Iterable[str]) -> str:
+    status = OUTCOME_STATUS[result.outcome]
+    _apply(
+        order_id,
+        status,
+        from_statuses=from_statuses,
+        reason=result.message if status != OrderStatus.SUCCEEDED else "",
+        upstream_order_no=result.upstream_reference,
+        settlement_price=result.settlement_price,
+        cards=result.card_secrets,
+    )
+    return status
+
+
+def _apply_error(order_ids: Sequence[int], err: ProviderError) -> str:
+    """Map a failed call to a status for every order it carried; re-raises when a retry is safe."""
+    if isinstance(err, ProviderNotReached):
+        status = OrderStatus.QUEUED
+    elif isinstance(err, ProviderRejected) and err.code == BST17_DUPLICATE_STREAM_ID:
+        status = OrderStatus.UNKNOWN
+    elif isinstance(err, (ProviderRejected, InvalidRequest)):
+        status = OrderStatus.FAILED
+    elif isinstance(err, OutcomeUnknown):
+        status = OrderStatus.UNKNOWN
+    else:  # misconfiguration and the like: certain that nothing was carried out
+        status = OrderStatus.FAILED
+    for order_id in order_ids:
+        _apply(order_id, status, from_statuses=[OrderStatus.SUBMITTING], reason=str(err))
+    if status == OrderStatus.QUEUED:
+        raise err
+    return status
+
+
+def order_submit(*, order_id: int) -> str:
+    """Send one queued order upstream (the job body). Returns its status afterwards."""
+    if not _claim([order_id]):
+        return RechargeOrder.objects.values_list("status", flat=True).get(pk=order_id)
+    order = RechargeOrder.objects.select_related("product").get(pk=order_id)
+    client = _client(order)
+    try:
+        if order.provider == UpstreamProvider.EXCHANGE:
+            result = client.vip_charge(
+                product_code=order.product.code, mobile=order.mobile or None, account=order.target_account,
+                biz_code=order.client_reference, record=order,
+            )
+        else:
+            result = client.ecoupon(
+                product_code=order.product.code, req_stream_id=order.client_reference, quantity=order.quantity,
+                receive_url=client.config.callback_url or None, record=order,
+            )
+    except ProviderError as err:
+        return _apply_error([order_id], err)
+    return _apply_result(order_id, result, from_statuses=[OrderStatus.SUBMITTING])
+
+
+def batch_submit_chunk(*, batch_id: int, chunk_number: int, order_ids: Sequence[int]) -> int:
+    """Send one chunk of a batch through order/batch. Items already claimed elsewhere are left out."""
+    claimed = _claim(order_ids)
+    if not claimed:
+        return 0
+    batch = OrderBatch.objects.select_related("product").get(pk=batch_id)
+    orders = list(RechargeOrder.objects.filter(pk__in=claimed).order_by("pk"))
+    client = ExchangeClient(merchant_account=batch.product.merchant_account)
+    try:
+        result = client.batch_charge(
+            # One batchBizCode per chunk: a chunk is claimed once, so it is sent once.
+            batch_biz_code=f"{batch.batch_code}C{chunk_number:04d}",
+            product_code=batch.product.code,
+            items=[
+                BatchItem(o.client_reference, o.target_account, o.attach_values or None, o.face_value) for o in orders
+            ],
+            record=batch,
+        )
+    except ProviderError as err:
+        _apply_error([o.pk for o in orders], err)
+        return len(orders)
+    by_reference = {item.client_reference: item for item in result.items}
+    for order in orders:
+        item = by_reference.get(order.client_reference)
+        if item is None:  # the answer did not mention it: its fate is not known
+            _apply(order.pk, OrderStatus.UNKNOWN, from_statuses=[OrderStatus.SUBMITTING],
+                   reason=_("Missing from the batch answer."))
+        else:
+            _apply_result(order.pk, item, from_statuses=[OrderStatus.SUBMITTING])
+    return len(orders)
+
+
+# --- reconciling ----------------------------------------------------------------------------------
+
+
+def orders_recover_stale_submissions(*, now: datetime.datetime | None = None) -> int:
+    """Orders left SUBMITTING by a worker that died: they may have been sent, so they become UNKNOWN."""
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(seconds=settings.ORDER_SUBMIT_STALE_SECONDS)
+    stale = RechargeOrder.objects.filter(status=OrderStatus.SUBMITTING, submitted_at__lt=cutoff)
+    recovered = 0
+    for order_id in stale.values_list("pk", flat=True)[:1000]:
+        recovered += _apply(
+            order_id, OrderStatus.UNKNOWN, from_statuses=[OrderStatus.SUBMITTING],
+            reason=_("The worker stopped while sending; the outcome will be queried."),
+        )
+    return recovered
+
+
+def orders_due_for_query(*, now: datetime.datetime | None = None, limit: int = 500) -> list[int]:
+    now = now or timezone.now()
+    return list(
+        RechargeOrder.objects.filter(
+            status__in=[OrderStatus.ACCEPTED, OrderStatus.UNKNOWN], next_query_at__lte=now
+        ).order_by("next_query_at").values_list("pk", flat=True)[:limit]
+    )
+
+
+def _query_deadline_passed(order: RechargeOrder, now: datetime.datetime) -> bool:
+    started = order.submitted_at or order.queued_at or order.created_at
+    return (
+        order.query_attempts >= settings.ORDER_QUERY_MAX_ATTEMPTS
+        or now - started > datetime.timedelta(hours=settings.ORDER_QUERY_MAX_HOURS)
+    )
+
+
+def order_query(*, order_id: int, now: datetime.datetime | None = None) -> str:
+    """Ask the upstream about an ACCEPTED or UNKNOWN order; after N tries or T hours, a person decides."""
+    now = now or timezone.now()
+    pending = [OrderStatus.ACCEPTED, OrderStatus.UNKNOWN]
+    order = RechargeOrder.objects.select_related("product").get(pk=order_id)
+    if order.status not in pending:
+        return order.status
+    if _query_deadline_passed(order, now):
+        _apply(order_id, OrderStatus.MANUAL_REVIEW, from_statuses=pending,
+               reason=_("Still not final after %(count)d queries: a person must decide.") % {"count": order.query_attempts})
+        return OrderStatus.MANUAL_REVIEW
+    RechargeOrder.objects.filter(pk=order_id).update(
+        query_attempts=order.query_attempts + 1,
+        next_query_at=now + datetime.timedelta(seconds=settings.ORDER_QUERY_INTERVAL_SECONDS),
+    )
+    client = _client(order)
+    try:
+        if order.provider == UpstreamProvider.EXCHANGE:
+            result = client.order_info(biz_code=order.client_reference, record=order)
+        else:
+            result = client.get_card_info(req_stream_id=order.client_reference, record=order)
+    except Bst17QueryTooFrequent:
+        backoff = settings.ORDER_QUERY_THROTTLE_SECONDS * (2 ** min(order.query_attempts, 5))
+        RechargeOrder.objects.filter(pk=order_id).update(
+            query_attempts=order.query_attempts,  # throttling is not the order's fault: not counted
+            next_query_at=now + datetime.timedelta(seconds=backoff),
+        )
+        return order.status
+    except ProviderError as err:
+        logger.warning("Query of order %s failed: %s", order_id, err)
+        return order.status
+    if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
+        return _apply_result(order_id, result, from_statuses=pending)
+    if result.outcome == Outcome.ACCEPTED and order.status == OrderStatus.UNKNOWN:
+        _apply(order_id, OrderStatus.ACCEPTED, from_statuses=[OrderStatus.UNKNOWN], reason=result.message)
+    return RechargeOrder.objects.values_list("status", flat=True).get(pk=order_id)
+
+
+# --- callbacks and decisions ----------------------------------------------------------------------
+
+
+def callback_nonce_accept(*, provider: str, nonce: str) -> bool:
+    """Remember a callback's nonce; False if it was seen before (a replay)."""
+    try:
+        with transaction.atomic():
+            CallbackNonce.objects.create(provider=provider, nonce=nonce)
+    except IntegrityError:
+        return False
+    return True
+
+
+CALLBACK_FROM_STATUSES = [
+    OrderStatus.SUBMITTING, OrderStatus.ACCEPTED, OrderStatus.UNKNOWN, OrderStatus.MANUAL_REVIEW,
+]
+
+
+def exchange_callback_apply(*, callback: ExchangeCallback) -> bool:
+    """Apply a verified status callback; True only for the delivery that changed the order."""
+    order = RechargeOrder.objects.filter(
+        provider=UpstreamProvider.EXCHANGE, client_reference=callback.biz_code
+    ).values_list("pk", flat=True).first()
+    if order is None:
+        raise ValidationError(_("No order %(reference)s.") % {"reference": callback.biz_code})
+    status = OUTCOME_STATUS.get(callback.status)
+    if status not in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
+        return False
+    return _apply(
+        order, status, from_statuses=CALLBACK_FROM_STATUSES, reason=callback.message,
+        upstream_order_no=callback.order_code, settlement_price=callback.settlement_price,
+    )
+
+
+def bst17_callback_apply(*, req_stream_id: str, outcome: str) -> bool:
+    """A 17bst callback says final; the cards are fetched by querying at once (the callback has none)."""
+    from orders.tasks import query_order
+
+    order_id = RechargeOrder.objects.filter(
+        provider=UpstreamProvider.BST17, client_reference=req_stream_id
+    ).values_list("pk", flat=True).first()
+    if order_id is None:
+        raise ValidationError(_("No order %(reference)s.") % {"reference": req_stream_id})
+    if outcome == Outcome.FAILED:
+        return _apply(order_id, OrderStatus.FAILED, from_statuses=CALLBACK_FROM_STATUSES,
+                      reason=_("17bst reported the order failed."))
+    with transaction.atomic():
+        moved = RechargeOrder.objects.filter(
+            pk=order_id, status__in=[OrderStatus.ACCEPTED, OrderStatus.UNKNOWN]
+        ).update(next_query_at=timezone.now())
+        if moved:
+            query_order.defer(order_id=order_id)
+    return bool(moved)
+
+
+def order_resolve(*, order_id: int, actor, succeeded: bool, note: str) -> bool:
+    """A supervisor's decision on an order under manual review (audited through the history)."""
+    note = note.strip()
+    if not note:
+        raise ValidationError({"note": _("Say what you checked before deciding.")})
+    status = OrderStatus.SUCCEEDED if succeeded else OrderStatus.FAILED
+    return _apply(order_id, status, from_statuses=[OrderStatus.MANUAL_REVIEW], reason=note, actor=actor)
+
+
+# --- products and balance -------------------------------------------------------------------------
+
+
+def products_sync_bst17(*, merchant_account: str = "default") -> tuple[int, int]:
+    """Upsert 17bst's product list; a product that disappeared upstream is taken off sale."""
+    products = Bst17Client(merchant_account=merchant_account).get_product_list()
+    now = timezone.now()
+    existing = {p.code: p for p in Product.objects.filter(provider=UpstreamProvider.BST17)}
+    created = updated = 0
+    with transaction.atomic():
+        for upstream in products:
+            values = {
+                "name": upstream.business_name or upstream.code, "kind": OrderKind.GIFT_CARD,
+                "business_type": upstream.business_code, "face_value": upstream.face_value,
+                "cost_price": upstream.price, "discount": upstream.discount, "province": upstream.province,
+                "arrival_type": upstream.arrival, "merchant_account": merchant_account, "synced_at": now,
+                "active": True,
+            }
+            product = existing.get(upstream.code)
+            if product is None:
+                Product.objects.create(provider=UpstreamProvider.BST17, code=upstream.code,
+                                       sale_price=upstream.face_value, **values)
+                created += 1
+            else:
+                for name, value in values.items():
+                    setattr(product, name, value)
+                product.save()
+                updated += 1
+        seen = {p.code for p in products}
+        Product.objects.filter(provider=UpstreamProvider.BST17, active=True).exclude(code__in=seen).update(active=False)
+    return created, updated
+
+
+def upstream_balance_refresh(*, merchant_account: str = "default") -> UpstreamBalance:
+    balance = Bst17Client(merchant_account=merchant_account).query_balance()
+    snapshot, _created = UpstreamBalance.objects.update_or_create(
+        provider=UpstreamProvider.BST17, merchant_account=merchant_account,
+        defaults={"credit": balance.credit, "frozen": balance.freeze, "commission": balance.profit},
+    )
+    return snapshot
+
+
+# --- card PINs ------------------------------------------------------------------------------------
+
+
+def card_secret_reveal(*, card_secret: CardSecret, actor) -> str:
+    """Return the PIN in clear for one card, recording who saw it and when."""
+    if not actor.has_perm("orders.reveal_cardsecret"):
+        raise PermissionDenied(_("You may not reveal card PINs."))
+    pin = decrypt_pin(card_secret.pin_ciphertext)
+    PinDisclosure.objects.create(card_secret=card_secret, user=actor, channel=PinDisclosure.Channel.REVEAL)
+    return pin
+
+
+def card_secrets_export(*, card_secrets: Sequence[CardSecret], actor) -> list[tuple[CardSecret, str]]:
+    """Decrypt PINs for an export, recording one disclosure per card in the same transaction."""
+    if not actor.has_perm("orders.export_cardsecret"):
+        raise PermissionDenied(_("You may not export card PINs."))
+    with transaction.atomic():
+        rows = [(card, decrypt_pin(card.pin_ciphertext)) for card in card_secrets]
+        PinDisclosure.objects.bulk_create(
+            [PinDisclosure(card_secret=card, user=actor, channel=PinDisclosure.Channel.EXPORT) for card in card_secrets]
+        )
+    return rows

@@ -1,0 +1,142 @@
+"""Status callbacks from the upstreams: verified, stored raw, applied idempotently, answered.
+
+The redemption platform retries a callback up to nine times; only the first delivery may change
+an order. Each request is stored in the call log (direction: callback) whatever its fate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from urllib.parse import urlencode
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from orders.models import UpstreamProvider
+from orders.services import bst17_callback_apply, callback_nonce_accept, exchange_callback_apply
+from providers.base import scrub
+from providers.exceptions import InvalidRequest, ProviderError, SignatureInvalid
+from providers.models import CallDirection, ProviderCall
+from providers.results import Outcome
+
+logger = logging.getLogger(__name__)
+
+MAX_CALLBACK_BYTES = 64 * 1024
+# Inferred, like the platform's own request check: a callback older than this is refused.
+CALLBACK_MAX_AGE_SECONDS = 300
+
+
+def _store(request: HttpRequest, provider: str, body: bytes) -> ProviderCall:
+    headers = {
+        name: value for name, value in request.headers.items()
+        if name.lower() in ("businessid", "nonce", "timestamp", "sign", "signtype", "content-type")
+    }
+    return ProviderCall.objects.create(
+        provider=provider,
+        operation="callback",
+        direction=CallDirection.CALLBACK,
+        method=request.method,
+        url=request.build_absolute_uri()[:500],
+        request_headers=headers,
+        request_body=body.decode("utf-8", errors="replace")[:MAX_CALLBACK_BYTES],
+    )
+
+
+def _finish(call: ProviderCall, status: int, answer: str, *, valid: bool | None, error: str = "",
+            outcome: str = "", reference: str = "", secrets=()) -> HttpResponse:
+    call.response_status = status
+    call.response_body = answer
+    call.signature_valid = valid
+    call.error = scrub(error, secrets)[:2000]
+    call.outcome = outcome
+    call.client_reference = reference[:64]
+    call.save(update_fields=["response_status", "response_body", "signature_valid", "error", "outcome",
+                             "client_reference"])
+    return HttpResponse(answer, status=status, content_type="text/plain; charset=utf-8")
+
+
+def _body(request: HttpRequest) -> bytes | None:
+    length = int(request.headers.get("Content-Length") or 0)
+    if length > MAX_CALLBACK_BYTES:
+        return None
+    body = request.body
+    return None if len(body) > MAX_CALLBACK_BYTES else body
+
+
+@csrf_exempt
+@require_POST
+def exchange_callback(request: HttpRequest) -> HttpResponse:
+    from providers.exchange.client import ExchangeClient
+
+    body = _body(request)
+    if body is None:
+        return HttpResponse("request too large", status=413, content_type="text/plain")
+    call = _store(request, UpstreamProvider.EXCHANGE, body)
+    client = ExchangeClient()
+    try:
+        callback = client.verify_callback(request.headers, body)
+    except SignatureInvalid as err:
+        return _finish(call, 401, "invalid signature", valid=False, error=str(err))
+    except (InvalidRequest, ProviderError) as err:
+        return _finish(call, 400, "bad request", valid=None, error=str(err), secrets=client.secret_values())
+    try:
+        sent_at = int(request.headers.get("timestamp", "0")) / 1000
+    except ValueError:
+        sent_at = 0
+    if abs(time.time() - sent_at) > CALLBACK_MAX_AGE_SECONDS:
+        return _finish(call, 400, "stale timestamp", valid=True, error="timestamp outside the allowed window",
+                       reference=callback.biz_code)
+    if not callback_nonce_accept(provider=UpstreamProvider.EXCHANGE, nonce=request.headers.get("nonce", "")):
+        return _finish(call, 409, "replayed nonce", valid=True, error="nonce already used", reference=callback.biz_code)
+    try:
+        changed = exchange_callback_apply(callback=callback)
+    except ValidationError as err:
+        return _finish(call, 404, "unknown order", valid=True, error="; ".join(err.messages),
+                       reference=callback.biz_code)
+    # SUCCESS tells the platform to stop retrying, whether this delivery or an earlier one applied it.
+    return _finish(call, 200, "SUCCESS", valid=True, outcome=callback.status, reference=callback.biz_code,
+                   error="" if changed else "already applied")
+
+
+@csrf_exempt
+@require_POST
+def bst17_callback(request: HttpRequest) -> HttpResponse:
+    from providers.bst17.client import Bst17Client
+
+    if int(request.headers.get("Content-Length") or 0) > MAX_CALLBACK_BYTES:
+        return HttpResponse("request too large", status=413, content_type="text/plain")
+    # 17bst posts form fields (or, on some accounts, JSON); Django parses forms, multipart included.
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        payload = request.POST.dict()
+        call = _store(request, UpstreamProvider.BST17, urlencode(payload).encode())
+    else:
+        body = _body(request)
+        if body is None:
+            return HttpResponse("request too large", status=413, content_type="text/plain")
+        call = _store(request, UpstreamProvider.BST17, body)
+        try:
+            payload = json.loads(body.decode("utf-8"))
+            if not isinstance(payload, dict):
+                raise ValueError("not an object")
+        except ValueError as err:
+            return _finish(call, 400, "bad request", valid=None, error=f"unreadable body: {err}")
+    client = Bst17Client()
+    try:
+        callback = client.verify_callback(payload)
+    except SignatureInvalid as err:
+        return _finish(call, 401, "invalid signature", valid=False, error=str(err))
+    except ProviderError as err:
+        return _finish(call, 400, "bad request", valid=None, error=str(err), secrets=client.secret_values())
+    if callback.status not in (Outcome.SUCCEEDED, Outcome.FAILED):
+        return _finish(call, 400, "unknown state", valid=True, error=f"state {callback.state!r}",
+                       reference=callback.req_stream_id)
+    try:
+        bst17_callback_apply(req_stream_id=callback.req_stream_id, outcome=callback.status)
+    except ValidationError as err:
+        return _finish(call, 404, "unknown order", valid=True, error="; ".join(err.messages),
+                       reference=callback.req_stream_id)
+    return _finish(call, 200, "success", valid=True, outcome=callback.status, reference=callback.req_stream_id)
