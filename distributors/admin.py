@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy
 from config.admin_actions import confirmed_action
 from config.spreadsheets import xlsx_bytes
 from distributors.erp_sync import erp_sync_resolve, erp_sync_retry
+from distributors.exports import erp_syncs_export, fund_transactions_export
 from distributors.fund_transactions import (
     fund_transaction_approve,
     fund_transaction_reject,
@@ -281,10 +282,32 @@ class FundTransactionAdmin(admin.ModelAdmin):
         "status", "reverses", "created_by", "created_at", "submitted_at", "decided_by", "decided_at",
         "rejection_reason", "external_reference",
     ]
-    actions = ["submit_for_approval", "approve", "reject", "reverse"]
+    actions = [
+        "submit_for_approval", "approve", "reject", "reverse", "export_xlsx", "export_csv", "export_syncs_xlsx",
+        "export_syncs_csv",
+    ]
+    change_list_template = "admin/distributors/fundtransaction/change_list.html"
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("erp_syncs")
+
+    @admin.action(description=gettext_lazy("Export selected transactions (.xlsx)"), permissions=["view"])
+    def export_xlsx(self, request, queryset):
+        return fund_transactions_export(queryset, file_format="xlsx")
+
+    @admin.action(description=gettext_lazy("Export selected transactions (.csv)"), permissions=["view"])
+    def export_csv(self, request, queryset):
+        return fund_transactions_export(queryset, file_format="csv")
+
+    @admin.action(description=gettext_lazy("Export the ERP sync results of the selected transactions (.xlsx)"),
+                  permissions=["view"])
+    def export_syncs_xlsx(self, request, queryset):
+        return erp_syncs_export(queryset, file_format="xlsx")
+
+    @admin.action(description=gettext_lazy("Export the ERP sync results of the selected transactions (.csv)"),
+                  permissions=["view"])
+    def export_syncs_csv(self, request, queryset):
+        return erp_syncs_export(queryset, file_format="csv")
 
     @admin.display(description=gettext_lazy("ERP syncs"))
     def sync_summary(self, fund_transaction: FundTransaction) -> str:
@@ -441,3 +464,6 @@ class ErpSyncAdmin(ReadOnlyAdmin):
             perform=perform,
             form_class=ReviewNoteForm,
         )
+
+
+from distributors import import_admin  # noqa: E402,F401  (registers the import pages)

@@ -388,3 +388,68 @@ class ErpSync(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_target_display()} {self.client_reference}"
+
+
+class ImportFormat(models.TextChoices):
+    XLSX = "xlsx", _("Excel workbook (.xlsx)")
+    CSV = "csv", _("CSV text (.csv)")
+
+
+class ImportStatus(models.TextChoices):
+    UPLOADED = "uploaded", _("Uploaded, waiting to be checked")
+    VALIDATING = "validating", _("Checking")
+    READY = "ready", _("Checked")
+    IMPORTING = "importing", _("Importing")
+    DONE = "done", _("Imported")
+    FAILED = "failed", _("Failed")
+
+
+# The file itself and the progress counter are left out of the history: a copy of up to
+# IMPORT_MAX_FILE_BYTES per event, or an event per progress tick, would bury what matters.
+@pghistory.track(exclude=["content", "checked_rows", "processed_rows"])
+class ImportJob(models.Model):
+    """One uploaded file of fund transactions, checked (dry run) and then imported all at once.
+
+    The file is kept in the database, not on disk: workers may run on other machines and the
+    database is the one store they all share; files are small (IMPORT_MAX_FILE_BYTES) and the
+    content stays next to the job as a record of what was imported.
+    """
+
+    content = models.BinaryField(_("file content"), editable=False)
+    # The rows the dry run found valid, converted (compressed JSON): the import saves exactly
+    # what the clerk saw in the preview, without reading the file a second time.
+    checked_rows = models.BinaryField(_("checked rows"), editable=False, default=b"")
+    original_filename = models.CharField(_("file name"), max_length=255)
+    file_format = models.CharField(_("format"), max_length=8, choices=ImportFormat.choices)
+    language = models.CharField(
+        _("language"), max_length=16, default="zh-hans", help_text=_("Errors are written in this language.")
+    )
+    status = models.CharField(_("status"), max_length=16, choices=ImportStatus.choices, default=ImportStatus.UPLOADED)
+    total_rows = models.PositiveIntegerField(_("rows in the file"), default=0)
+    processed_rows = models.PositiveIntegerField(_("rows processed"), default=0)
+    importable_rows = models.PositiveIntegerField(_("rows to create"), default=0)
+    created_count = models.PositiveIntegerField(_("transactions created"), default=0)
+    skipped_count = models.PositiveIntegerField(_("rows already imported"), default=0)
+    errors = models.JSONField(_("errors"), default=list, blank=True, help_text=_("[{row, field, message}, ...]"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("uploaded by")
+    )
+    created_at = models.DateTimeField(_("uploaded at"), auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("fund transaction import")
+        verbose_name_plural = _("fund transaction imports")
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.original_filename}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in (ImportStatus.UPLOADED, ImportStatus.VALIDATING, ImportStatus.IMPORTING)
+
+    @property
+    def can_confirm(self) -> bool:
+        return self.status == ImportStatus.READY and not self.errors and self.importable_rows > 0

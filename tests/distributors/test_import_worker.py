@@ -1,0 +1,53 @@
+"""The import's two jobs run in the procrastinate worker, as `manage.py procrastinate worker` runs them."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from procrastinate.contrib.django import app
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+from distributors.imports import import_job_confirm, import_job_create
+from distributors.models import FundTransaction, ImportJob, ImportStatus
+from tests.distributors.import_support import row, xlsx
+from tests.factories import make_distributor, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def no_jobs_left_over():
+    # Django's flush between transactional tests skips procrastinate's unmanaged tables.
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_events; DELETE FROM procrastinate_periodic_defers; DELETE FROM procrastinate_jobs")
+
+
+def run_worker():
+    with app.replace_connector(app.connector.get_worker_connector()) as worker_app:
+        worker_app.run_worker(queues=["imports"], wait=False, install_signal_handlers=False, listen_notify=False)
+
+
+def test_the_worker_checks_then_imports_a_file():
+    clerk = make_user("worker-clerk")
+    make_distributor(code="D001")
+    job = import_job_create(
+        actor=clerk, filename="a.xlsx", content=xlsx([row(voucher="W1"), row(voucher="W2", amount=3)]), language="en"
+    )
+    assert ProcrastinateJob.objects.get(task_name="distributors.validate_import").args == {"import_job_id": job.pk}
+
+    run_worker()
+    job.refresh_from_db()
+    assert (job.status, job.importable_rows, job.processed_rows) == (ImportStatus.READY, 2, 2)
+
+    import_job_confirm(import_job_id=job.pk, actor=clerk)
+    run_worker()
+
+    job = ImportJob.objects.get(pk=job.pk)
+    assert (job.status, job.created_count) == (ImportStatus.DONE, 2)
+    assert sorted(FundTransaction.objects.values_list("voucher_no", flat=True)) == ["W1", "W2"]
+    event = FundTransaction.pgh_event_models["insert"].objects.first()
+    assert event.pgh_context.metadata["source"] == "import"
+    assert event.pgh_context.metadata["import_job"] == job.pk
+    assert event.pgh_context.metadata["task"] == "distributors.run_import"
+    imports = ProcrastinateJob.objects.filter(task_name__in=["distributors.validate_import", "distributors.run_import"])
+    assert sorted(imports.values_list("status", flat=True)) == ["succeeded", "succeeded"]
