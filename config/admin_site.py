@@ -50,6 +50,11 @@ class BackOfficeAdminSite(admin.AdminSite):
 
         return update_wrapper(csrf_protect(never_cache(inner)), view)
 
+    def index(self, request, extra_context=None):
+        from config.dashboard import dashboard
+
+        return super().index(request, {**(extra_context or {}), "dashboard": dashboard()})
+
     def get_urls(self):
         return [
             path("second-factor/", self.second_factor_view(second_factor.enrol), name="second_factor_enrol"),
