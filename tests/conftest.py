@@ -1,11 +1,26 @@
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from config.provider_settings import provider_accounts
+
+
+SUITE_LOG = Path(tempfile.gettempdir()) / f"backoffice-suite-{os.getpid()}.log"
+
+
+def pytest_configure(config):
+    """Keep every log line of the run, so the last test can search it for secrets and PINs."""
+    handler = logging.FileHandler(SUITE_LOG, mode="w", encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def pytest_collection_modifyitems(items):

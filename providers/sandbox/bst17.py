@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from providers.bst17 import signing
@@ -215,12 +215,18 @@ class Bst17Sandbox(VendorSandbox):
 
     # --- answers ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _new_card() -> dict[str, str]:
+    # Every PIN this process's sandboxes ever issued: the test suite's secret scan looks for them
+    # in the database and in the log output.
+    issued_pins: ClassVar[set[str]] = set()
+
+    @classmethod
+    def _new_card(cls) -> dict[str, str]:
         alphabet = string.ascii_uppercase + string.digits
+        pin = "".join(secrets.choice(alphabet) for _ in range(16))
+        cls.issued_pins.add(pin)
         return {
             "cardNum": "".join(secrets.choice(string.digits) for _ in range(16)),
-            "pin": "".join(secrets.choice(alphabet) for _ in range(16)),
+            "pin": pin,
             "expiretime": (datetime.date.today() + datetime.timedelta(days=365)).isoformat(),
         }
 
