@@ -106,3 +106,17 @@ def test_check_deploy_is_clean_with_production_settings():
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_env_example_documents_every_variable_the_settings_read():
+    import re
+
+    settings_source = (ROOT / "config" / "settings.py").read_text()
+    documented = (ROOT / ".env.example").read_text()
+    read = set(re.findall(r'env\.\w+\("([A-Z_]+)"', settings_source))
+    from config.provider_settings import PROVIDER_FIELDS
+
+    read |= {f"{prefix}_{field}" for prefix, fields in PROVIDER_FIELDS.items() for field in fields}
+    read |= {f"{prefix}_ACCOUNTS" for prefix in PROVIDER_FIELDS}
+    missing = sorted(name for name in read if not re.search(rf"^#?\s*{name}=", documented, re.MULTILINE))
+    assert missing == []
