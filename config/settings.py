@@ -209,6 +209,9 @@ IMPORT_MAX_FILE_BYTES = env.int("IMPORT_MAX_FILE_BYTES", default=20 * 1024 * 102
 IMPORT_MAX_UNCOMPRESSED_BYTES = env.int("IMPORT_MAX_UNCOMPRESSED_BYTES", default=400 * 1024 * 1024)
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)
 
+# Exports of more rows than this run as a background job with a progress page.
+EXPORT_INLINE_MAX_ROWS = env.int("EXPORT_INLINE_MAX_ROWS", default=5000)
+
 # --- Recharge orders -----------------------------------------------------------------------
 # Orders left ACCEPTED or UNKNOWN are queried this often, until final; after the attempts or
 # hours below, they go to manual review.

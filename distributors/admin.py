@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -13,9 +14,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from config.admin_actions import confirmed_action
+from config.models import ExportKind
 from config.spreadsheets import xlsx_bytes
 from distributors.erp_sync import erp_sync_resolve, erp_sync_retry
-from distributors.exports import erp_syncs_export, fund_transactions_export
+from distributors.exports import erp_syncs_export, export_job_create, fund_transactions_export
 from distributors.fund_transactions import (
     fund_transaction_approve,
     fund_transaction_reject,
@@ -293,21 +295,36 @@ class FundTransactionAdmin(admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Export selected transactions (.xlsx)"), permissions=["view"])
     def export_xlsx(self, request, queryset):
-        return fund_transactions_export(queryset, file_format="xlsx")
+        return self._export(request, queryset, ExportKind.FUND_TRANSACTIONS, "xlsx")
 
     @admin.action(description=gettext_lazy("Export selected transactions (.csv)"), permissions=["view"])
     def export_csv(self, request, queryset):
-        return fund_transactions_export(queryset, file_format="csv")
+        return self._export(request, queryset, ExportKind.FUND_TRANSACTIONS, "csv")
 
     @admin.action(description=gettext_lazy("Export the ERP sync results of the selected transactions (.xlsx)"),
                   permissions=["view"])
     def export_syncs_xlsx(self, request, queryset):
-        return erp_syncs_export(queryset, file_format="xlsx")
+        return self._export(request, queryset, ExportKind.ERP_SYNCS, "xlsx")
 
     @admin.action(description=gettext_lazy("Export the ERP sync results of the selected transactions (.csv)"),
                   permissions=["view"])
     def export_syncs_csv(self, request, queryset):
-        return erp_syncs_export(queryset, file_format="csv")
+        return self._export(request, queryset, ExportKind.ERP_SYNCS, "csv")
+
+    def _export(self, request, queryset, kind: str, file_format: str):
+        """Small selections download at once; large ones become a job whose page shows its progress."""
+        if queryset.count() <= settings.EXPORT_INLINE_MAX_ROWS:
+            if kind == ExportKind.FUND_TRANSACTIONS:
+                return fund_transactions_export(queryset, file_format=file_format)
+            return erp_syncs_export(queryset, file_format=file_format)
+        job = export_job_create(kind=kind, file_format=file_format, queryset=queryset, actor=request.user)
+        self.message_user(
+            request,
+            _("The export of %(count)d rows runs in the background; its page shows how far it is, and the "
+              "file is there when it is done.") % {"count": job.total_rows},
+            messages.INFO,
+        )
+        return HttpResponseRedirect(reverse("admin:backoffice_exportjob_change", args=[job.pk]))
 
     @admin.display(description=gettext_lazy("ERP syncs"))
     def sync_summary(self, fund_transaction: FundTransaction) -> str:

@@ -65,3 +65,11 @@ def run_import(context: JobContext, import_job_id: int) -> str:
     from distributors.imports import import_job_run
 
     return import_job_run(import_job_id=import_job_id)
+
+
+@app.task(queue="exports", pass_context=True, name="distributors.run_export")
+@attributed
+def run_export(context: JobContext, export_job_id: int) -> str:
+    from distributors.exports import export_job_run
+
+    return export_job_run(export_job_id=export_job_id)
