@@ -16,6 +16,7 @@ import functools
 import io
 import logging
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -137,7 +138,9 @@ def xlsx_rows(content: bytes) -> Iterator[tuple[int, list[Any]]]:
                 values.append(_xlsx_value(cell, shared_strings, date_styles, epoch))
             element.clear()  # the emptied row stays in the tree, a few dozen bytes
             yield number, values
-    except ElementTree.ParseError:
+    except (ElementTree.ParseError, zipfile.BadZipFile, zlib.error, EOFError):
+        # BadZipFile: an entry inflating to other than the size it declares (a disguised zip bomb
+        # is cut at its declared size and then fails its CRC check).
         raise FileRefused(_("This file is not an Excel workbook (.xlsx) and cannot be read.")) from None
     finally:
         source.close()
@@ -183,19 +186,25 @@ def _xlsx_value(cell, shared_strings, date_styles, epoch) -> Any:
         inline = cell.find(INLINE_TAG)
         if inline is None:
             return None
-        return (inline.findtext(TEXT_TAG) or "") + "".join(run.findtext(TEXT_TAG) or "" for run in inline.iter(RUN_TAG))
+        return _text((inline.findtext(TEXT_TAG) or "")
+                     + "".join(run.findtext(TEXT_TAG) or "" for run in inline.iter(RUN_TAG)))
     value = cell.findtext(VALUE_TAG)
     if value is None:
         return None
     if data_type == "s":
-        return str(shared_strings[int(value)])
+        return _text(str(shared_strings[int(value)]))
     if data_type == "e":
         return CellError(value)
     if data_type == "b":
         return value == "1"
-    if data_type in ("str", "d"):
+    if data_type == "str":
+        return _text(value)
+    if data_type == "d":
         return value
-    number = float(value) if ("." in value or "E" in value or "e" in value) else int(value)
+    try:
+        number = float(value) if ("." in value or "E" in value or "e" in value) else int(value)
+    except ValueError:  # thousands of digits, or not a number at all: the column's check says what is wrong
+        return value
     style = cell.get("s")
     if style and int(style) in date_styles:
         try:
@@ -203,6 +212,36 @@ def _xlsx_value(cell, shared_strings, date_styles, epoch) -> Any:
         except (OverflowError, ValueError):
             return CellError("#VALUE!")
     return number
+
+
+def _text(value: str) -> str:
+    """Text of a cell: starting with "=", it is a formula wherever the value is opened in Excel."""
+    return Formula(value) if value.lstrip().startswith("=") else value
+
+
+def _utf8_line(content: bytes) -> int | None:
+    """The first line that is UTF-8 with Chinese (or a BOM) in it, in a file that is not UTF-8 as a whole.
+
+    Such a file mixes encodings (lines pasted from two files): decoding it all as GB18030 would turn
+    those lines into mojibake (UTF-8 "测试" reads as GB18030 "娴嬭瘯"), so it is refused instead.
+    """
+    for number, line in enumerate(content.split(b"\n"), start=1):
+        if line.isascii():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if any(ord(char) >= 0x800 for char in text):  # what Chinese text and the BOM are in UTF-8
+            return number
+    return None
+
+
+def _mixed_encodings(line: int) -> FileRefused:
+    return FileRefused(
+        _("The file's text encoding is neither UTF-8 nor GB18030; save it from Excel as “CSV UTF-8”."),
+        row=line,
+    )
 
 
 def csv_rows(content: bytes) -> Iterator[tuple[int, list[Any]]]:
@@ -217,17 +256,26 @@ def csv_rows(content: bytes) -> Iterator[tuple[int, list[Any]]]:
         try:
             text = content.decode(encoding)
             break
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as err:
+            if encoding == "utf-8-sig":  # declared UTF-8 by its BOM: name the line that is not
+                after_bom = content[len(codecs.BOM_UTF8) :]
+                raise _mixed_encodings(after_bom[: err.start].count(b"\n") + 1) from None
             continue
     else:
         raise FileRefused(
             _("The file's text encoding is neither UTF-8 nor GB18030; save it from Excel as “CSV UTF-8”.")
         )
+    if encoding == "gb18030" and (line := _utf8_line(content)) is not None:
+        raise _mixed_encodings(line)
+    # A BOM inside the text (two UTF-8 exports pasted together) is invisible and never data.
+    text = text.replace("\ufeff", "")
+    number = 0
     try:
         for number, record in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
-            yield number, [Formula(value) if value.lstrip().startswith("=") else value for value in record]
+            yield number, [_text(value) for value in record]
     except csv.Error as err:
-        raise FileRefused(_("The CSV file is malformed: %(error)s") % {"error": err}) from None
+        # e.g. a cell over the csv module's 131,072-character limit: the record after the last one read
+        raise FileRefused(_("The CSV file is malformed: %(error)s") % {"error": err}, row=number + 1) from None
 
 
 def read_rows(content: bytes, file_format: str) -> Iterator[tuple[int, list[Any]]]:

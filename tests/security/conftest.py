@@ -16,12 +16,28 @@ from config.roles import FINANCE_CLERK, FINANCE_SUPERVISOR
 from distributors.fund_transactions import fund_transaction_approve, fund_transaction_create, fund_transactions_submit
 from distributors.models import ErpSync, SyncStatus
 from distributors.services import ledger_balance_check
+from orders.models import OrderKind, OrderStatus, Product, RechargeOrder, UpstreamBalance, UpstreamProvider
+from orders.services import (
+    BatchItemData,
+    _store_cards,
+    batch_create,
+    batch_place,
+    callback_nonce_accept,
+    card_secret_reveal,
+    order_create,
+    orders_place,
+)
 from providers.models import ProviderCall
+from providers.results import CardSecretData
 from tests.factories import fund, make_distributor, make_user
 
 # Everything an intruder could change through the admin: business rows, their history, the job
 # queue, users and groups, lockouts and second-factor devices. Sessions change on every request.
-WATCHED_APPS = {"auth", "distributors", "providers", "procrastinate", "axes", "otp_totp", "otp_static", "pghistory"}
+# Orders: products, orders, batches, card secrets, PIN disclosures, callback nonces, upstream balances
+# and their history (the ledger entries orders post are in "distributors").
+WATCHED_APPS = {
+    "auth", "distributors", "orders", "providers", "procrastinate", "axes", "otp_totp", "otp_static", "pghistory",
+}
 UNWATCHED_MODELS = {"pghistory.Events", "pghistory.MiddlewareEvents"}
 
 
@@ -43,6 +59,47 @@ def draft(clerk, distributor, **fields):
         "receiving_account": "6222029999999999", "completed_at": timezone.now(), "remark": "银行转账",
     }
     return fund_transaction_create(actor=clerk, **{**values, **fields})
+
+
+# The PINs of the world's cards: no response to an intruder may contain them.
+WORLD_PINS = ("830117264459", "274400918362")
+
+
+def orders_world(clerk, supervisor, distributor) -> dict:
+    """Products, orders in every state a person acts on, batches (draft and placed), cards, a disclosure."""
+    direct = Product.objects.create(
+        provider=UpstreamProvider.EXCHANGE, code="SEC-87103", name="安全测试直充", kind=OrderKind.DIRECT_CHARGE,
+        face_value=Decimal("25.00"), cost_price=Decimal("20.00"), sale_price=Decimal("22.00"),
+    )
+    gift = Product.objects.create(
+        provider=UpstreamProvider.BST17, code="SEC-12", name="安全测试礼品卡", kind=OrderKind.GIFT_CARD,
+        face_value=Decimal("100.00"), cost_price=Decimal("97.00"), sale_price=Decimal("98.00"),
+    )
+    draft_order = order_create(distributor=distributor, product=direct, actor=clerk, target_account="13800000001")
+    queued = order_create(distributor=distributor, product=direct, actor=clerk, target_account="13800000002")
+    review = order_create(distributor=distributor, product=direct, actor=clerk, target_account="13800000003")
+    delivered = order_create(distributor=distributor, product=gift, actor=clerk, quantity=len(WORLD_PINS))
+    placed = orders_place(ids=[queued.pk, review.pk, delivered.pk], actor=clerk)
+    assert placed.refused == {}, placed.refused
+    RechargeOrder.objects.filter(pk=review.pk).update(status=OrderStatus.MANUAL_REVIEW)
+    RechargeOrder.objects.filter(pk=delivered.pk).update(status=OrderStatus.SUCCEEDED)
+    _store_cards(delivered, [CardSecretData(card_number=f"SEC-CARD-{i}", pin=pin) for i, pin in enumerate(WORLD_PINS)])
+    draft_batch = batch_create(distributor=distributor, product=direct, actor=clerk, batch_code="SEC-B-DRAFT",
+                               items=[BatchItemData("13900000001"), BatchItemData("13900000002")])
+    placed_batch = batch_create(distributor=distributor, product=direct, actor=clerk, batch_code="SEC-B-PLACED",
+                                items=[BatchItemData("13900000003")])
+    batch_place(batch_id=placed_batch.pk, actor=clerk)
+    cards = list(delivered.card_secrets.order_by("pk"))
+    card_secret_reveal(card_secret=cards[0], actor=supervisor)
+    assert callback_nonce_accept(provider=UpstreamProvider.EXCHANGE, nonce="sec-nonce-1")
+    balance = UpstreamBalance.objects.create(
+        provider=UpstreamProvider.BST17, credit=Decimal("5000.00"), frozen=Decimal("0.00"), commission=Decimal("1.00"),
+    )
+    return {
+        "products": [direct, gift], "draft_order": draft_order, "queued_order": queued, "review_order": review,
+        "delivered_order": delivered, "draft_batch": draft_batch, "placed_batch": placed_batch, "cards": cards,
+        "disclosure": cards[0].disclosures.get(), "upstream_balance": balance,
+    }
 
 
 @pytest.fixture
@@ -74,6 +131,7 @@ def world():
     totp = TOTPDevice.objects.create(user=supervisor, name="phone", confirmed=True)
     static = StaticDevice.objects.create(user=supervisor, name="backup", confirmed=True)
     return {
+        **orders_world(clerk, supervisor, distributor),
         "clerk": clerk, "supervisor": supervisor, "distributor": distributor, "account": distributor.accounts.first(),
         "ledger_entry": distributor.accounts.get(kind="prepaid").entries.first(), "draft": drafted,
         "pending": pending, "approved": approved, "failed_sync": failed_sync, "review_sync": review_sync,
