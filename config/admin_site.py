@@ -14,12 +14,16 @@ from django.contrib.auth.views import redirect_to_login
 from django.urls import path, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
+from django.utils.translation import gettext_lazy as _
 
 from config import second_factor
 from config.security import second_factor_missing, second_factor_redirect
 
 
 class BackOfficeAdminSite(admin.AdminSite):
+    site_header = _("Distributor funds back office")
+    site_title = _("Back office")
+    index_title = _("Finance desk")
     def has_permission(self, request) -> bool:
         return super().has_permission(request) and not second_factor_missing(request)
 

@@ -33,6 +33,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # Before the admin: its change-form template adds the per-object "Events" (history) button.
+    "pghistory.admin",
     "config.apps.BackOfficeAdminConfig",  # django.contrib.admin with the second-factor admin site
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -42,7 +44,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "pgtrigger",
     "pghistory",
-    "pghistory.admin",
     "import_export",
     "procrastinate.contrib.django",
     "axes",
@@ -258,5 +259,7 @@ LOGGING = {
         "procrastinate.periodic": {"level": "WARNING"},
         "procrastinate.blueprints": {"level": "WARNING"},
         "axes.apps": {"level": "WARNING"},
+        # urllib3 logs retried URLs in full; some vendors sign with credentials in the query string.
+        "urllib3": {"level": "ERROR"},
     },
 }

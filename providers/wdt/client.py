@@ -192,7 +192,8 @@ class WdtClient(ProviderClient):
         return WdtSettings.for_account(self.merchant_account)
 
     def secret_values(self) -> list[str]:
-        return [self.config.app_secret, self.config.secret]
+        # The salt travels in the query string (the vendor's design) but must not reach a log.
+        return [self.config.app_secret, self.config.secret, self.config.salt]
 
     def create_recharge_order(
         self,

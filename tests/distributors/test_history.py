@@ -92,3 +92,13 @@ def test_the_audit_log_is_filterable_and_read_only_for_an_auditor(client):
     assert by_action.context["cl"].result_count == 1
     assert history_of_object.context["cl"].result_count == 2  # insert, then the suspension
     assert not by_user.context["cl"].model_admin.has_change_permission(by_user.wsgi_request)
+
+
+def test_every_change_page_links_to_the_history_of_its_object(client):
+    auditor = make_user("auditor2", AUDITOR)
+    distributor = make_distributor()
+    client.force_login(auditor)
+
+    page = client.get(reverse("admin:distributors_distributor_change", args=[distributor.pk])).content.decode()
+
+    assert f"method=tracks&obj=distributors.Distributor:{distributor.pk}" in page
