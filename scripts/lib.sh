@@ -30,3 +30,35 @@ ensure_venv() {
   fi
   export PATH="$ROOT/.venv/bin:$PATH"
 }
+
+# The browser tests (tests/browser) drive Debian's Chromium; nothing downloads a browser at run time.
+CHROMIUM=/usr/bin/chromium
+ensure_chromium() {
+  local packages=()
+  [ -x "$CHROMIUM" ] || packages+=(chromium)
+  # Chinese text in the screenshots needs a CJK font; Chromium's dependencies bring none.
+  if ! command -v fc-list >/dev/null 2>&1 || [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then
+    packages+=(fonts-wqy-microhei)
+  fi
+  [ "${#packages[@]}" -eq 0 ] && return 0
+  local why=""
+  if ! command -v apt-get >/dev/null 2>&1; then
+    why="apt-get is not available here"
+  elif [ "$(id -u)" -ne 0 ]; then
+    why="installing packages needs root (sudo apt-get install -y ${packages[*]})"
+  fi
+  if [ -n "$why" ]; then
+    if [ ! -x "$CHROMIUM" ]; then
+      echo "The browser tests need $CHROMIUM (Debian's chromium package), and $why." >&2
+      return 1
+    fi
+    echo "NOTICE: no Chinese font, so screenshots of the browser tests show boxes: $why." >&2
+    return 0
+  fi
+  echo "Installing ${packages[*]} for the browser tests (apt-get)..." >&2
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null; }; then
+    echo "apt-get could not install ${packages[*]}; the browser tests need $CHROMIUM." >&2
+    return 1
+  fi
+  [ -x "$CHROMIUM" ] || { echo "The chromium package is installed but $CHROMIUM is missing." >&2; return 1; }
+}
