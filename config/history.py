@@ -13,9 +13,15 @@ from typing import Any
 import pghistory
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
+from pghistory import core
 from pghistory.admin import EventsAdmin
+from pghistory.admin.core import EventsChangeList
 from pghistory.middleware import HistoryMiddleware
+from pghistory.models import Context, EventsQuery, EventsQueryCompiler
+
+from config.admin_paging import LargeTablePaginator
 
 SOURCE_WEB = "web"
 SOURCE_IMPORT = "import"
@@ -51,6 +57,15 @@ def job_context(task_name: str, job_id: int | None) -> pghistory.context:
     return pghistory.context(source=SOURCE_JOB, task=task_name, job_id=job_id)
 
 
+def _contexts_with(**metadata) -> QuerySet:
+    """The contexts whose metadata holds these values, as a subquery on the events' pgh_context_id.
+
+    A semi-join on the (indexed) pgh_context_id of each event table, rather than a condition on
+    each event's context JSON, which PostgreSQL would evaluate event by event.
+    """
+    return Context.objects.filter(**{f"metadata__{key}": value for key, value in metadata.items()}).values("id")
+
+
 class ContextUserFilter(admin.SimpleListFilter):
     title = _("user")
     parameter_name = "user"
@@ -61,7 +76,7 @@ class ContextUserFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(pgh_context__user=int(self.value()))
+            return queryset.filter(pgh_context_id__in=_contexts_with(user=int(self.value())))
         return queryset
 
 
@@ -74,7 +89,7 @@ class ContextSourceFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(pgh_context__source=self.value())
+            return queryset.filter(pgh_context_id__in=_contexts_with(source=self.value()))
         return queryset
 
 
@@ -92,12 +107,139 @@ class ContextActionFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(pgh_context__action=self.value())
+            return queryset.filter(pgh_context_id__in=_contexts_with(action=self.value()))
         return queryset
+
+
+# --- The global audit log, fast on millions of events -------------------------------------
+#
+# pghistory's Events view is a UNION ALL over every event table in which each row carries its
+# JSON image and the previous image of the same object (for the diff), sorted by pgh_id inside
+# each branch. Sorting or paging that view computes all of it for every event: seconds on a
+# million events. The list is therefore read in two steps: the page's keys (event model, pgh_id)
+# from a light view of the same shape, which reads only the indexed columns and which
+# PostgreSQL merges from the (pgh_created_at, pgh_id) index of each event table; then the
+# full events, diffs included, for those keys only.
+
+
+class _KeysCompiler(EventsQueryCompiler):
+    """The Events view with the same columns, without the JSON images, the diff or any sort."""
+
+    def _get_select(self, event_model):
+        label = event_model._meta.label
+        context_table = Context._meta.db_table
+        obj_id = "_event.pgh_obj_id::TEXT" if hasattr(event_model, "pgh_obj_id") else "NULL::TEXT"
+        return f"""
+            SELECT
+              CONCAT('{label}', ':', _event.pgh_id) AS pgh_slug,
+              _event.pgh_id,
+              _event.pgh_created_at,
+              _event.pgh_label,
+              {obj_id} AS pgh_obj_id,
+              '{label}' AS pgh_model,
+              '{event_model.pgh_tracked_model._meta.label}' AS pgh_obj_model,
+              NULL::JSONB AS pgh_data,
+              NULL::JSONB AS pgh_diff,
+              _event.pgh_context_id,
+              (SELECT metadata FROM {context_table} WHERE id = _event.pgh_context_id) AS pgh_context
+            FROM "{event_model._meta.db_table}" _event
+            {self._get_where_clause(event_model)}
+        """
+
+
+class _KeysQuery(EventsQuery):
+    def get_compiler(self, *args, **kwargs):
+        compiler = super().get_compiler(*args, **kwargs)
+        compiler.__class__ = _KeysCompiler
+        return compiler
+
+
+def _keys_queryset(queryset: QuerySet) -> QuerySet:
+    """`queryset` (filters, ordering and all) over the light view."""
+    keys = queryset._chain()
+    keys.query = queryset.query.chain()
+    keys.query.__class__ = _KeysQuery
+    return keys
+
+
+def _event_models(query: EventsQuery):
+    def model_of(objs):
+        if isinstance(objs, QuerySet):
+            return objs.model._meta.concrete_model
+        return objs[0].__class__._meta.concrete_model if objs else None
+
+    return core.event_models(
+        models=query.across, references_model=model_of(query.references), tracks_model=model_of(query.tracks)
+    )
+
+
+class AuditLogPaginator(LargeTablePaginator):
+    """Counts on the light view and fetches a page in two steps (see above)."""
+
+    def counted(self, queryset: QuerySet) -> QuerySet:
+        return _keys_queryset(queryset)
+
+    def estimate_tables(self, queryset):
+        query = queryset.query
+        if query.has_filters() or query.tracks or query.references:
+            return []
+        return [event_model._meta.db_table for event_model in _event_models(query)]
+
+    def page(self, number):
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if top + self.orphans >= self.count:
+            top = self.count
+        return self._get_page(self.events(bottom, top), number, self)
+
+    def events(self, bottom: int, top: int) -> list:
+        """The events bottom..top of the list, in its order, with their diffs and users."""
+        queryset = self.object_list
+        keys = list(_keys_queryset(queryset).values_list("pgh_model", "pgh_id")[bottom:top])
+        if not keys:
+            return []
+        by_model: dict[str, list[int]] = {}
+        for model, pk in keys:
+            by_model.setdefault(model, []).append(pk)
+        wanted = Q()
+        for model, pks in by_model.items():
+            wanted |= Q(pgh_model=model, pgh_id__in=pks)
+        full = queryset.model.objects.across(*by_model).filter(wanted).order_by()
+        found = {(event.pgh_model, event.pgh_id): event for event in full}
+        events = [found[key] for key in keys if key in found]
+        _attach_usernames(events)
+        return events
+
+
+def _attach_usernames(events) -> None:
+    user_ids = {(event.pgh_context or {}).get("user") for event in events} - {None}
+    names = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}
+    for event in events:
+        event.username = names.get((event.pgh_context or {}).get("user"))
+
+
+class AuditLogChangeList(EventsChangeList):
+    def get_results(self, request):
+        super().get_results(request)
+        if isinstance(self.result_list, QuerySet):
+            # A single page, or "show all": still two steps, never the full view.
+            self.result_list = self.paginator.events(0, self.list_max_show_all)
 
 
 class AuditLogAdmin(EventsAdmin):
     """The global audit log: every change to every business row, filterable, never editable."""
+
+    paginator = AuditLogPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    # Newest first, from the (pgh_created_at, pgh_id) index of each event table; other orders
+    # would sort every event.
+    ordering = ["-pgh_created_at", "-pgh_id"]
+    sortable_by = []
+
+    def get_changelist(self, request, **kwargs):
+        return AuditLogChangeList
 
     def get_list_filter(self, request):
         return [
@@ -116,8 +258,8 @@ class AuditLogAdmin(EventsAdmin):
         user_id = (event.pgh_context or {}).get("user")
         if user_id is None:
             return "-"
-        user = get_user_model().objects.filter(pk=user_id).first()
-        return user.get_username() if user else str(user_id)
+        # Names are read once per page (AuditLogPaginator.events); a deleted user shows as its id.
+        return getattr(event, "username", None) or str(user_id)
 
     @admin.display(description=_("from where"))
     def where(self, event) -> str:

@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from config.admin_actions import confirmed_action
+from config.admin_paging import LargeTableAdminMixin, RelatedCodeSearchMixin
 from config.models import ExportKind
 from config.spreadsheets import xlsx_bytes
 from distributors.erp_sync import erp_sync_resolve, erp_sync_retry
@@ -180,13 +181,11 @@ class AccountAdmin(ReadOnlyAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(LargeTableAdminMixin, ReadOnlyAdmin):
     list_display = ["id", "created_at", "account", "kind", "amount", "balance_after", "cause_link", "created_by", "memo"]
     list_filter = ["kind", "account__kind", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["=account__distributor__code", "^account__distributor__code"]
     list_select_related = ["account__distributor", "created_by", "cause_type"]
-    date_hierarchy = "created_at"
-    show_full_result_count = False
 
     @admin.display(description=gettext_lazy("cause"))
     def cause_link(self, entry: LedgerEntry):
@@ -263,17 +262,19 @@ class ErpSyncInline(admin.TabularInline):
 
 
 @admin.register(FundTransaction)
-class FundTransactionAdmin(admin.ModelAdmin):
+class FundTransactionAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = [
         "id", "distributor", "type", "amount", "payment_channel", "voucher_no", "status", "created_by",
         "created_at", "sync_summary",
     ]
+    # Each filter has an (x, -id) index, or is a date range on the indexed created_at; no
+    # date_hierarchy: it aggregates the dates of the whole table on every page load.
     list_filter = ["status", "type", "payment_channel", ("created_at", admin.DateFieldListFilter)]
-    search_fields = ["=voucher_no", "=external_reference", "=distributor__code", "^distributor__code"]
+    # Exact, case-sensitive codes, served by the unique indexes; a distributor's code lists its transactions.
+    search_fields = ["voucher_no__exact", "external_reference__exact"]
+    related_code_search = ("distributor", "code")
     list_select_related = ["distributor", "created_by"]
     autocomplete_fields = ["distributor"]
-    show_full_result_count = False
-    date_hierarchy = "created_at"
     inlines = [ErpSyncInline]
     fields = [
         "distributor", "type", "amount", "payment_channel", "payer_account", "receiving_account", "voucher_no",
@@ -424,7 +425,7 @@ class FundTransactionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ErpSync)
-class ErpSyncAdmin(ReadOnlyAdmin):
+class ErpSyncAdmin(LargeTableAdminMixin, ReadOnlyAdmin):
     list_display = [
         "id", "fund_transaction", "target", "merchant_account", "client_reference", "status", "attempts",
         "upstream_reference", "updated_at", "reviewed_by",
@@ -432,7 +433,6 @@ class ErpSyncAdmin(ReadOnlyAdmin):
     list_filter = ["status", "target", ("updated_at", admin.DateFieldListFilter)]
     search_fields = ["=client_reference", "=fund_transaction__voucher_no", "=fund_transaction__distributor__code"]
     list_select_related = ["fund_transaction__distributor", "reviewed_by"]
-    show_full_result_count = False
     actions = ["retry", "resolve_arrived", "resolve_send_again"]
 
     def has_retry_permission(self, request):

@@ -303,6 +303,7 @@ class FundTransaction(models.Model):
             models.Index(fields=["status", "-id"]),
             models.Index(fields=["distributor", "-id"]),
             models.Index(fields=["type", "-id"]),
+            models.Index(fields=["payment_channel", "-id"]),  # the admin list's filter
         ]
 
     def __str__(self) -> str:

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from config.admin_actions import confirmed_action
+from config.admin_paging import LargeTableAdminMixin, RelatedCodeSearchMixin
 from config.spreadsheet_import import FileRefused
 from config.spreadsheets import xlsx_bytes
 from distributors.models import Account, AccountKind, Distributor
@@ -135,16 +136,19 @@ class CardSecretInline(admin.TabularInline):
 
 
 @admin.register(RechargeOrder)
-class RechargeOrderAdmin(admin.ModelAdmin):
+class RechargeOrderAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = ["client_reference", "distributor", "product", "kind", "target_account", "quantity",
                     "price_charged", "status", "upstream_order_no", "created_at"]
+    # Every filter has an index ending in -id (the list's order), or is a date range on created_at;
+    # no date_hierarchy: it aggregates the dates of the whole table on every page load.
     list_filter = ["status", "provider", "kind", ("created_at", admin.DateFieldListFilter)]
-    search_fields = ["=client_reference", "=upstream_order_no", "=target_account", "=distributor__code"]
+    # Case-sensitive lookups on purpose: these codes are machine-made, and plain b-tree indexes serve
+    # = and LIKE 'prefix%' (a distributor's code: related_code_search).
+    search_fields = ["client_reference__startswith", "upstream_order_no__exact", "target_account__exact"]
+    related_code_search = ("distributor", "code")
     list_select_related = ["distributor", "product"]
     autocomplete_fields = ["distributor"]
     raw_id_fields = ["batch"]
-    show_full_result_count = False
-    date_hierarchy = "created_at"
     inlines = [CardSecretInline]
     fields = ["distributor", "product", "target_account", "mobile", "attach_values", "quantity", "face_value",
               "client_reference", "provider", "kind", "price_charged", "status", "status_reason", "upstream_order_no",
@@ -305,6 +309,11 @@ class OrderBatchAdmin(admin.ModelAdmin):
 
     def has_place_permission(self, request):
         return request.user.has_perm("orders.place_rechargeorder")
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.orders.exclude(status=OrderStatus.DRAFT).exists():
+            return False  # placed: fixed, like its items and like a placed order
+        return super().has_change_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -175,6 +175,11 @@ class RechargeOrder(models.Model):
             models.Index(fields=["status", "next_query_at"]),
             models.Index(fields=["batch", "status"]),
             models.Index(fields=["upstream_order_no"]),
+            # Behind the admin list's filters and searches (orders.admin.RechargeOrderAdmin).
+            models.Index(fields=["provider", "-id"]),
+            models.Index(fields=["kind", "-id"]),
+            models.Index(fields=["created_at"]),
+            models.Index(fields=["target_account"]),
         ]
 
     def __str__(self) -> str:

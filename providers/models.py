@@ -59,6 +59,11 @@ class ProviderCall(models.Model):
             models.Index(fields=["record_type", "record_id"]),
             models.Index(fields=["provider", "operation", "-id"]),
             models.Index(fields=["outcome", "-id"]),
+            # Behind the admin list's filters and searches (providers.admin.ProviderCallAdmin).
+            models.Index(fields=["provider", "-id"]),
+            models.Index(fields=["direction", "-id"]),
+            models.Index(fields=["record_id"]),
+            models.Index(fields=["upstream_code", "-id"]),
         ]
 
     def __str__(self) -> str:
