@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from config.admin_actions import confirmed_action
+from config.admin_mixins import ReadOnlyAdminMixin, ReadOnlyInlineMixin
 from config.admin_paging import LargeTableAdminMixin, RelatedCodeSearchMixin
 from config.models import ExportKind
 from config.spreadsheets import xlsx_bytes
@@ -41,18 +42,9 @@ from distributors.selectors import account_statement
 from distributors.services import distributor_open_accounts, distributors_set_status
 
 
-class AccountInline(admin.TabularInline):
+class AccountInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = Account
     fields = ["kind", "currency", "balance", "updated_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Distributor)
@@ -159,17 +151,8 @@ class DistributorAdmin(admin.ModelAdmin):
         return response
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by services: nobody adds, changes or deletes them in the admin."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(Account)
@@ -247,18 +230,9 @@ class ReviewNoteForm(forms.Form):
     note = forms.CharField(label=gettext_lazy("what you checked in the ERP"), max_length=255)
 
 
-class ErpSyncInline(admin.TabularInline):
+class ErpSyncInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = ErpSync
     fields = ["target", "client_reference", "status", "attempts", "upstream_reference", "last_error", "updated_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(FundTransaction)

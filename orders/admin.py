@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from config.admin_actions import confirmed_action
+from config.admin_mixins import ReadOnlyAdminMixin, ReadOnlyInlineMixin
 from config.admin_paging import LargeTableAdminMixin, RelatedCodeSearchMixin
 from config.spreadsheet_import import FileRefused
 from config.spreadsheets import xlsx_bytes
@@ -52,17 +53,6 @@ from providers.exceptions import ProviderError
 IMPORT_SESSION_KEY = "orders_batch_import"
 PREVIEW_ROWS = 50
 MAX_ERRORS_SHOWN = 500
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Product)
@@ -117,22 +107,13 @@ class ProductAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(request.POST.get("next") or reverse("admin:orders_product_changelist"))
 
 
-class CardSecretInline(admin.TabularInline):
+class CardSecretInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = CardSecret
     fields = ["card_number", "pin", "expires_at", "created_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
 
     @admin.display(description=gettext_lazy("PIN"))
     def pin(self, card: CardSecret) -> str:
         return masked()
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(RechargeOrder)
@@ -453,7 +434,7 @@ class OrderBatchAdmin(admin.ModelAdmin):
 
 
 @admin.register(CardSecret)
-class CardSecretAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class CardSecretAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["card_number", "pin", "expires_at", "order", "distributor", "created_at"]
     search_fields = ["=card_number", "=order__client_reference"]
     list_select_related = ["order__distributor"]
@@ -517,7 +498,7 @@ class CardSecretAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(PinDisclosure)
-class PinDisclosureAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class PinDisclosureAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["at", "user", "channel", "card_secret"]
     list_filter = ["channel", ("at", admin.DateFieldListFilter)]
     list_select_related = ["user", "card_secret"]
@@ -525,5 +506,5 @@ class PinDisclosureAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(UpstreamBalance)
-class UpstreamBalanceAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class UpstreamBalanceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["provider", "merchant_account", "credit", "frozen", "commission", "read_at"]

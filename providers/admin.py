@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from config.admin_mixins import ReadOnlyAdminMixin
 from config.admin_paging import IndexedPairFilter, LargeTableAdminMixin
 from providers.models import ProviderCall
 
@@ -16,7 +17,7 @@ class OperationFilter(IndexedPairFilter):
 
 
 @admin.register(ProviderCall)
-class ProviderCallAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+class ProviderCallAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     """The call log: read-only for everyone, searchable by reference and record."""
 
     list_display = [
@@ -35,11 +36,3 @@ class ProviderCallAdmin(LargeTableAdminMixin, admin.ModelAdmin):
     def record(self, call: ProviderCall) -> str:
         return f"{call.record_type} #{call.record_id}" if call.record_type else "-"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
