@@ -3,12 +3,15 @@
     .venv/bin/python bench/orders_throughput.py [orders]        (default 10000)
 
 1. The sandbox's own capacity: N signed VIPCharge calls straight at it from 4 threads (no
-   database, no job queue), as requests per second.
+   database, no job queue; signed and sent through the client's own transport session), as
+   requests per second. Each call's status callback is delivered once, to a receiver that only
+   answers SUCCESS, so the sandbox does per call what it does per order in part 2.
 2. The back office: `orders` direct charges placed (price held, job deferred) from this process
    while 4 `manage.py procrastinate worker` processes submit them through VIPCharge; the final
    status arrives by the platform's signed callback, received by the back office served with
-   gunicorn. Prints orders per second (first queued to last final), p50/p95 of queued -> final,
-   and checks that every bizCode reached the sandbox exactly once.
+   gunicorn. Prints orders per second (all workers up to last final: their start-up is not
+   counted), p50/p95 of queued -> final, and checks that every bizCode reached the sandbox
+   exactly once.
 
 The sandbox runs in a child process (forked, so it shares the generated credentials) and reports
 its counters through a pipe. The database is created and dropped here (Django's test-database
@@ -19,6 +22,7 @@ Environment: BENCH_WORKERS (4), BENCH_CONCURRENCY (jobs per worker, 2), BENCH_CA
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -78,7 +82,7 @@ def sandbox_process(port: int, control) -> None:
         if command == "stats":
             with exchange.lock:
                 counts = dict(exchange.charge_requests)
-                delivered = sum(1 for attempt in exchange.callback_attempts if attempt["delivered"])
+                delivered = [attempt["bizCode"] for attempt in exchange.callback_attempts if attempt["delivered"]]
             control.send({"charge_requests": counts, "callbacks_delivered": delivered})
         elif command == "stop":
             httpd.shutdown()
@@ -99,10 +103,33 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
 # --- 1. capacity ----------------------------------------------------------------------------------
 
 
-def sandbox_capacity(calls: int, nowhere: str) -> float:
-    """VIPCharge calls per second the sandbox answers, signed like ours but sent with nothing around them."""
-    import requests
+def callback_receiver_process(port: int) -> None:
+    """Answers every callback SUCCESS and does nothing else: the least a receiver can do."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - name from the standard library
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "7")
+            self.end_headers()
+            self.wfile.write(b"SUCCESS")
+
+        def log_message(self, format, *args) -> None:  # noqa: A002
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def sandbox_capacity(calls: int, receiver: str) -> float:
+    """VIPCharge calls per second the sandbox answers, with nothing around them but what it must do.
+
+    Each call is signed and sent like ours (the client's own preparation and transport session,
+    no database, no job queue), and its status callback is delivered once to a receiver that only
+    answers SUCCESS: the sandbox does per call exactly the work it does for an order in part 2
+    (a callback sent to a closed port would be retried and re-signed four times instead).
+    """
     from providers.exchange.client import VIP_CHARGE_PATH, ExchangeClient
 
     def one(index: int) -> int:
@@ -110,10 +137,10 @@ def sandbox_capacity(calls: int, nowhere: str) -> float:
         payload = {
             "merchantId": client.config.merchant_id, "businessId": client.config.business_id,
             "productCode": "87103", "account": f"1370000{index:04d}", "bizCode": f"CAP{index:08d}",
-            "callbackUrl": nowhere,
+            "callbackUrl": receiver,
         }
         prepared = client._prepare("VIPCharge", VIP_CHARGE_PATH, payload)
-        return requests.post(prepared.url, data=prepared.body, headers=prepared.headers, timeout=30).status_code
+        return client.session.post(prepared.url, data=prepared.body, headers=prepared.headers, timeout=30).status_code
 
     clients: dict[int, ExchangeClient] = {}
     one(-1)  # warm up (imports, first connection)
@@ -149,6 +176,29 @@ def process_environment(provider_environment: dict[str, str]) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def jobs_held_back():
+    """No job can be fetched while inside: the job table is locked on a connection of its own."""
+    import psycopg
+
+    with psycopg.connect(database_url()) as holder:
+        holder.execute("LOCK TABLE procrastinate_jobs IN EXCLUSIVE MODE")
+        yield
+    # leaving the block commits, which releases the lock
+
+
+def wait_for_workers(count: int, timeout: float = 120) -> None:
+    """Until `count` workers have registered (they do so just before fetching their first job)."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM procrastinate_workers")
+            if cursor.fetchone()[0] >= count:
+                return
+            time.sleep(0.05)
+    raise RuntimeError(f"{count} workers did not start within {timeout} s")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -178,12 +228,18 @@ def run(total: int) -> None:
                                                           daemon=True)
     sandbox.start()
     assert control.recv() == "ready"
-    nowhere = f"http://127.0.0.1:{free_port()}/nowhere/"
+    receiver_port = free_port()
+    receiver = multiprocessing.get_context("fork").Process(target=callback_receiver_process, args=(receiver_port,),
+                                                           daemon=True)
+    receiver.start()
+    wait_for_port(receiver_port)
 
     print(f"1. sandbox capacity: {CAPACITY_CALLS:,} VIPCharge calls from {CAPACITY_THREADS} threads ...", flush=True)
-    capacity = sandbox_capacity(CAPACITY_CALLS, nowhere)
+    capacity = sandbox_capacity(CAPACITY_CALLS, f"http://127.0.0.1:{receiver_port}/callbacks/")
     print(f"   {capacity:,.1f} calls/s", flush=True)
-    time.sleep(2)  # let the capacity calls' callbacks (to nowhere) finish
+    time.sleep(2)  # let the capacity calls' last callbacks finish
+    receiver.terminate()
+    receiver.join()
 
     clerk = get_user_model().objects.create_user("bench-clerk", password="bench-password-0123")
     distributor = Distributor.objects.create(code="BENCH1", name="压测分销商")
@@ -205,29 +261,36 @@ def run(total: int) -> None:
         result = orders_place(ids=ids[start : start + 500], actor=clerk)
         assert not result.refused, list(result.refused.items())[:3]
     placed_seconds = time.perf_counter() - started
-    print(f"   placed in {placed_seconds:.1f} s; starting gunicorn and {WORKERS} workers x {CONCURRENCY} jobs ...",
+    print(f"   placed in {placed_seconds:.1f} s; starting gunicorn and {WORKERS} workers x {CONCURRENCY} jobs "
+          "(the clock starts when they are all up) ...",
           flush=True)
 
     env = process_environment(provider_environment)
     log = open(BASE_DIR / "var" / "bench-orders.log", "wb")  # noqa: SIM115 - closed at the end
+    # --preload: the application is loaded once, before the port opens, so gunicorn is ready to
+    # serve when it accepts (its workers' start-up is not counted in the measurement).
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{web_port}",
-         "--workers", "2", "--threads", "4", "--log-level", "warning"],
+         "--workers", "2", "--threads", "4", "--log-level", "warning", "--preload"],
         cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     workers = []
     try:
         wait_for_port(web_port)
-        workers_started = timezone.now()
-        started = time.perf_counter()
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "orders",
-                 "--concurrency", str(CONCURRENCY)],
-                cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
-            for _ in range(WORKERS)
-        ]
+        # The clock starts when every worker is up and asking for work, not while their Python and
+        # Django start: until then the job table is locked against fetching (not against reading).
+        with jobs_held_back():
+            workers = [
+                subprocess.Popen(
+                    [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "orders",
+                     "--concurrency", str(CONCURRENCY)],
+                    cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+                )
+                for _ in range(WORKERS)
+            ]
+            wait_for_workers(WORKERS)
+            workers_started = timezone.now()
+            started = time.perf_counter()
         deadline = time.monotonic() + max(600, total / 5)
         while True:
             pending = RechargeOrder.objects.exclude(status__in=FINAL_ORDER_STATUSES).count()
@@ -262,13 +325,14 @@ def run(total: int) -> None:
     received = {code: n for code, n in stats["charge_requests"].items() if code in references}
     duplicates = sum(1 for n in received.values() if n > 1)
     never_sent = len(references) - len(received)
+    callbacks_delivered = sum(1 for code in stats["callbacks_delivered"] if code in references)
     check = ledger_balance_check(triggered_by="bench")
 
     print()
     print(f"sandbox capacity alone ({CAPACITY_THREADS} threads):   {capacity:8.1f} VIPCharge calls/s")
     print(f"placing (hold + job, one process):    {total / placed_seconds:8.1f} orders/s")
     print(f"back office, {WORKERS} workers x {CONCURRENCY} jobs:     {throughput:8.1f} orders/s final "
-          f"({len(rows):,} final of {total:,}, {elapsed:.1f} s from starting the workers; "
+          f"({len(rows):,} final of {total:,}, {elapsed:.1f} s from all workers up; "
           f"{sending:.1f}/s from the first send)  -> {throughput / capacity:.0%} of the sandbox's capacity "
           f"(target: at least 50%)")
     print(f"queued -> final:     p50 {statistics.median(to_final):6.2f} s   p95 {percentile(to_final, 0.95):6.2f} s"
@@ -277,7 +341,7 @@ def run(total: int) -> None:
           f"p95 {percentile(sent_to_final, 0.95):6.2f} s")
     print(f"statuses: {', '.join(f'{status}={n:,}' for status, n in sorted(counts.items()))}")
     print(f"bizCodes received by the sandbox: {len(received):,}; sent twice or more: {duplicates}; "
-          f"never sent: {never_sent}; callbacks delivered: {stats['callbacks_delivered']:,}")
+          f"never sent: {never_sent}; callbacks delivered: {callbacks_delivered:,}")
     print(f"ledger check: {check.accounts_checked} accounts, {len(check.mismatches)} mismatches")
     if OrderStatus.UNKNOWN in counts or OrderStatus.MANUAL_REVIEW in counts:
         print("some orders are not final: see var/bench-orders.log")

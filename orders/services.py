@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -128,6 +128,7 @@ def order_transition(order: RechargeOrder, to_status: str, *, reason: str = "", 
             % {"order": order, "from": order.get_status_display(), "to": OrderStatus(to_status).label}
         )
     now = timezone.now()
+    changed = {"status", *fields}
     if to_status == OrderStatus.FAILED and order.queued_at is not None and order.price_charged > 0:
         ledger_post(
             distributor=order.distributor,
@@ -140,16 +141,31 @@ def order_transition(order: RechargeOrder, to_status: str, *, reason: str = "", 
     order.status = to_status
     if reason:
         order.status_reason = reason[:2000]
+        changed.add("status_reason")
     if to_status in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
         order.finished_at = now
         order.next_query_at = None
+        changed.update(("finished_at", "next_query_at"))
     if to_status in (OrderStatus.ACCEPTED, OrderStatus.UNKNOWN):
         order.next_query_at = now + datetime.timedelta(seconds=settings.ORDER_QUERY_INTERVAL_SECONDS)
+        changed.add("next_query_at")
     if actor is not None and to_status in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
         order.decided_by = actor if getattr(actor, "pk", None) else None
+        changed.add("decided_by")
     for name, value in fields.items():
         setattr(order, name, value)
-    order.save()
+    # Only what moved: the row was read under the lock, so the other columns are as stored.
+    order.save(update_fields=changed)
+
+
+def _locked_orders():
+    """Orders read with their own row locked, and only that row.
+
+    A plain FOR UPDATE over a join would lock the distributor's row too, and every status change of
+    every order of that distributor would wait in line for it; ledger_post locks the distributor's
+    accounts itself when money moves.
+    """
+    return RechargeOrder.objects.select_for_update(of=("self",))
 
 
 @dataclass
@@ -182,7 +198,7 @@ def orders_place(*, ids: Iterable[int], actor) -> PlaceResult:
     for order_id in ids:
         try:
             with transaction.atomic():
-                order = RechargeOrder.objects.select_for_update().select_related("distributor").get(pk=order_id)
+                order = _locked_orders().select_related("distributor").get(pk=order_id)
                 if order.status != OrderStatus.DRAFT:
                     raise OrderTransitionRefused(_("It is %(status)s, not a draft.") % {"status": order.get_status_display()})
                 if order.batch_id:
@@ -280,7 +296,7 @@ def batch_place(*, batch_id: int, actor) -> int:
 
     batch = OrderBatch.objects.select_for_update().get(pk=batch_id)
     orders = list(
-        RechargeOrder.objects.select_for_update().select_related("distributor")
+        _locked_orders().select_related("distributor")
         .filter(batch=batch, status=OrderStatus.DRAFT).order_by("pk")
     )
     if not orders:
@@ -328,17 +344,35 @@ def _apply(
 ) -> bool:
     """Apply an answer to an order if it is still in one of `from_statuses`; False if it had moved on."""
     with transaction.atomic():
-        order = RechargeOrder.objects.select_for_update().select_related("distributor").get(pk=order_id)
-        if order.status not in from_statuses or order.status == status:
-            return False
-        extra = {}
-        if upstream_order_no:
-            extra["upstream_order_no"] = upstream_order_no[:64]
-        if settlement_price is not None:
-            extra["settlement_price"] = settlement_price
-        order_transition(order, status, reason=reason, actor=actor, **extra)
-        if cards:
-            _store_cards(order, cards)
+        order = _locked_orders().get(pk=order_id)
+        return _apply_locked(
+            order, status, from_statuses=from_statuses, reason=reason, upstream_order_no=upstream_order_no,
+            settlement_price=settlement_price, cards=cards, actor=actor,
+        )
+
+
+def _apply_locked(
+    order: RechargeOrder,
+    status: str,
+    *,
+    from_statuses: Iterable[str],
+    reason: str = "",
+    upstream_order_no: str = "",
+    settlement_price: Decimal | None = None,
+    cards: Sequence[CardSecretData] = (),
+    actor=None,
+) -> bool:
+    """`_apply` for a caller that already holds the order's row lock."""
+    if order.status not in from_statuses or order.status == status:
+        return False
+    extra = {}
+    if upstream_order_no:
+        extra["upstream_order_no"] = upstream_order_no[:64]
+    if settlement_price is not None:
+        extra["settlement_price"] = settlement_price
+    order_transition(order, status, reason=reason, actor=actor, **extra)
+    if cards:
+        _store_cards(order, cards)
     return True
 
 
@@ -392,9 +426,22 @@ def _apply_error(order_ids: Sequence[int], err: ProviderError) -> str:
     return status
 
 
+def _claim_one(order_id: int) -> bool:
+    """QUEUED -> SUBMITTING for one order, in one conditional UPDATE; True if this caller claimed it.
+
+    The UPDATE locks the row; a concurrent claim waits for it, then finds the status changed and
+    updates nothing. Exactly one caller gets a row count of 1, and only that one sends.
+    """
+    return bool(
+        RechargeOrder.objects.filter(pk=order_id, status=OrderStatus.QUEUED).update(
+            status=OrderStatus.SUBMITTING, submitted_at=timezone.now()
+        )
+    )
+
+
 def order_submit(*, order_id: int) -> str:
     """Send one queued order upstream (the job body). Returns its status afterwards."""
-    if not _claim([order_id]):
+    if not _claim_one(order_id):
         return RechargeOrder.objects.values_list("status", flat=True).get(pk=order_id)
     order = RechargeOrder.objects.select_related("product").get(pk=order_id)
     client = _client(order)
@@ -522,13 +569,19 @@ def order_query(*, order_id: int, now: datetime.datetime | None = None) -> str:
 
 
 def callback_nonce_accept(*, provider: str, nonce: str) -> bool:
-    """Remember a callback's nonce; False if it was seen before (a replay)."""
-    try:
-        with transaction.atomic():
-            CallbackNonce.objects.create(provider=provider, nonce=nonce)
-    except IntegrityError:
-        return False
-    return True
+    """Remember a callback's nonce; False if it was seen before (a replay).
+
+    One statement: the unique constraint refuses the replay and ON CONFLICT DO NOTHING turns that
+    into a row count of 0, so no transaction or savepoint is needed around it.
+    """
+    table = CallbackNonce._meta.db_table  # the model's own table name, not input
+    with connections[router.db_for_write(CallbackNonce)].cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (provider, nonce, received_at) VALUES (%s, %s, %s) "  # noqa: S608
+            "ON CONFLICT ON CONSTRAINT callback_nonce_once DO NOTHING",
+            [provider, nonce, timezone.now()],
+        )
+        return cursor.rowcount == 1
 
 
 CALLBACK_FROM_STATUSES = [
@@ -538,18 +591,17 @@ CALLBACK_FROM_STATUSES = [
 
 def exchange_callback_apply(*, callback: ExchangeCallback) -> bool:
     """Apply a verified status callback; True only for the delivery that changed the order."""
-    order = RechargeOrder.objects.filter(
-        provider=UpstreamProvider.EXCHANGE, client_reference=callback.biz_code
-    ).values_list("pk", flat=True).first()
-    if order is None:
-        raise ValidationError(_("No order %(reference)s.") % {"reference": callback.biz_code})
     status = OUTCOME_STATUS.get(callback.status)
-    if status not in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
-        return False
-    return _apply(
-        order, status, from_statuses=CALLBACK_FROM_STATUSES, reason=callback.message,
-        upstream_order_no=callback.order_code, settlement_price=callback.settlement_price,
-    )
+    with transaction.atomic():
+        order = _locked_orders().filter(provider=UpstreamProvider.EXCHANGE, client_reference=callback.biz_code).first()
+        if order is None:
+            raise ValidationError(_("No order %(reference)s.") % {"reference": callback.biz_code})
+        if status not in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
+            return False
+        return _apply_locked(
+            order, status, from_statuses=CALLBACK_FROM_STATUSES, reason=callback.message,
+            upstream_order_no=callback.order_code, settlement_price=callback.settlement_price,
+        )
 
 
 def bst17_callback_apply(*, req_stream_id: str, outcome: str) -> bool:

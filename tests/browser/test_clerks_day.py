@@ -157,7 +157,7 @@ def wait_for_import_status(page, wanted: str, timeout: float = 60.0) -> None:
 def test_clerk_imports_recharges_and_submits_them(backoffice, open_browser, day, tmp_path):
     page = open_browser()
     login(page, backoffice, "clerk", screenshot="01-clerk-login")
-    assert "站点管理" in page.title() or "首页" in page.inner_text("body")
+    assert "分销商资金后台" in page.inner_text("body") and "财务工作台" in page.title()  # the Chinese admin
     shot(page, "02-clerk-home")
 
     tag = day["tag"]
