@@ -51,7 +51,9 @@ def _bounds(start: datetime.date, end: datetime.date) -> tuple[datetime.datetime
 
 
 def _range_filters(field: str, start: datetime.date, end: datetime.date) -> dict[str, str]:
-    return {f"{field}__gte": start.isoformat(), f"{field}__lt": end.isoformat()}
+    # Local midnights with their offset, exactly the bounds the figure was counted with.
+    since, until = _bounds(start, end)
+    return {f"{field}__gte": since.isoformat(), f"{field}__lt": until.isoformat()}
 
 
 def period_figures(label: str, start: datetime.date, end: datetime.date) -> dict:
