@@ -458,26 +458,3 @@ class ExchangeClient(ProviderClient):
                 operation=operation,
             )
         return amount
-
-    def _required(self, value: Any, field_name: str, max_length: int, operation: str) -> str:
-        text = "" if value is None else str(value)
-        if not text.strip():
-            raise InvalidRequest(
-                gettext("The field %(field)s is required.") % {"field": field_name},
-                field=field_name,
-                provider=self.provider,
-                operation=operation,
-            )
-        return self._optional(text, field_name, max_length, operation)
-
-    def _optional(self, value: Any, field_name: str, max_length: int, operation: str) -> str:
-        text = str(value)
-        if len(text) > max_length:
-            raise InvalidRequest(
-                gettext("The field %(field)s is longer than %(max_length)d characters.")
-                % {"field": field_name, "max_length": max_length},
-                field=field_name,
-                provider=self.provider,
-                operation=operation,
-            )
-        return text
