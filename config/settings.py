@@ -223,6 +223,8 @@ ORDER_QUERY_MAX_HOURS = env.int("ORDER_QUERY_MAX_HOURS", default=24)
 ORDER_QUERY_THROTTLE_SECONDS = env.int("ORDER_QUERY_THROTTLE_SECONDS", default=30)
 # An order SUBMITTING for longer than this was left by a stopped worker: it becomes UNKNOWN.
 ORDER_SUBMIT_STALE_SECONDS = env.int("ORDER_SUBMIT_STALE_SECONDS", default=300)
+# Orders placed together are submitted by one job per this many (each order is still its own call).
+ORDER_SUBMIT_CHUNK_SIZE = env.int("ORDER_SUBMIT_CHUNK_SIZE", default=25)
 RECONCILE_CRON = env.str("RECONCILE_CRON", default="* * * * *")
 # A batch direct charge holds at most this many items (one file, one batch).
 ORDER_BATCH_MAX_ITEMS = env.int("ORDER_BATCH_MAX_ITEMS", default=20_000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -118,6 +119,22 @@ def order_create(
     return order
 
 
+def _status_changes(to_status: str, *, reason: str = "", actor=None, **fields) -> dict:
+    """The columns a move to `to_status` sets, besides any money it moves."""
+    now = timezone.now()
+    changes: dict = {"status": to_status}
+    if reason:
+        changes["status_reason"] = reason[:2000]
+    if to_status in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
+        changes.update(finished_at=now, next_query_at=None)
+    if to_status in (OrderStatus.ACCEPTED, OrderStatus.UNKNOWN):
+        changes["next_query_at"] = now + datetime.timedelta(seconds=settings.ORDER_QUERY_INTERVAL_SECONDS)
+    if actor is not None and to_status in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
+        changes["decided_by"] = actor if getattr(actor, "pk", None) else None
+    changes.update(fields)
+    return changes
+
+
 def order_transition(order: RechargeOrder, to_status: str, *, reason: str = "", actor=None, **fields) -> None:
     """Move a locked order to a new status. A move to FAILED releases the held price in the same transaction."""
     if not transaction.get_connection().in_atomic_block:
@@ -127,9 +144,7 @@ def order_transition(order: RechargeOrder, to_status: str, *, reason: str = "", 
             _("Order %(order)s cannot go from %(from)s to %(to)s.")
             % {"order": order, "from": order.get_status_display(), "to": OrderStatus(to_status).label}
         )
-    now = timezone.now()
-    changed = {"status", *fields}
-    if to_status == OrderStatus.FAILED and order.queued_at is not None and order.price_charged > 0:
+    if _releases_hold(order, to_status):
         ledger_post(
             distributor=order.distributor,
             postings=[Posting(kind=AccountKind.PREPAID, amount=order.price_charged)],
@@ -138,24 +153,31 @@ def order_transition(order: RechargeOrder, to_status: str, *, reason: str = "", 
             cause=order,
             memo=_("Order %(order)s failed: payment released") % {"order": order},
         )
-    order.status = to_status
-    if reason:
-        order.status_reason = reason[:2000]
-        changed.add("status_reason")
-    if to_status in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
-        order.finished_at = now
-        order.next_query_at = None
-        changed.update(("finished_at", "next_query_at"))
-    if to_status in (OrderStatus.ACCEPTED, OrderStatus.UNKNOWN):
-        order.next_query_at = now + datetime.timedelta(seconds=settings.ORDER_QUERY_INTERVAL_SECONDS)
-        changed.add("next_query_at")
-    if actor is not None and to_status in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
-        order.decided_by = actor if getattr(actor, "pk", None) else None
-        changed.add("decided_by")
-    for name, value in fields.items():
+    changes = _status_changes(to_status, reason=reason, actor=actor, **fields)
+    for name, value in changes.items():
         setattr(order, name, value)
     # Only what moved: the row was read under the lock, so the other columns are as stored.
-    order.save(update_fields=changed)
+    order.save(update_fields=list(changes))
+
+
+def _releases_hold(order: RechargeOrder, to_status: str) -> bool:
+    return to_status == OrderStatus.FAILED and order.queued_at is not None and order.price_charged > 0
+
+
+def _move_without_money(
+    lookup: dict, to_status: str, *, from_statuses: Iterable[str], reason: str = "", actor=None, **fields
+) -> bool:
+    """A move that touches no money (anything but FAILED), as one conditional UPDATE: no read, no lock.
+
+    The condition on the status does what the row lock and the check do in `order_transition`: a
+    concurrent move makes this one wait for the row, then find its status changed and update
+    nothing. True if the order moved.
+    """
+    if to_status == OrderStatus.FAILED:
+        raise ValueError("a move to FAILED may release money: use order_transition on a locked row")
+    allowed = [status for status in from_statuses if to_status in ORDER_TRANSITIONS[status]]
+    changes = _status_changes(to_status, reason=reason, actor=actor, **fields)
+    return bool(RechargeOrder.objects.filter(status__in=allowed, **lookup).update(**changes))
 
 
 def _locked_orders():
@@ -190,26 +212,38 @@ def _hold_and_queue(order: RechargeOrder, actor) -> None:
 def orders_place(*, ids: Iterable[int], actor) -> PlaceResult:
     """DRAFT -> QUEUED: hold each order's price on the distributor's balance and queue its submission.
 
-    Each order is its own transaction: one without funds is refused and the others go ahead.
+    Each order is its own savepoint: one without funds is refused and the others go ahead. Orders
+    are committed in groups of ORDER_SUBMIT_CHUNK_SIZE, each group with the one job that submits
+    it, so an order is QUEUED exactly when a job exists to send it.
     """
-    from orders.tasks import submit_order
+    from orders.tasks import submit_orders
 
     result = PlaceResult()
-    for order_id in ids:
-        try:
-            with transaction.atomic():
-                order = _locked_orders().select_related("distributor").get(pk=order_id)
-                if order.status != OrderStatus.DRAFT:
-                    raise OrderTransitionRefused(_("It is %(status)s, not a draft.") % {"status": order.get_status_display()})
-                if order.batch_id:
-                    raise OrderTransitionRefused(_("It belongs to batch %(batch)s: place the batch.") % {"batch": order.batch})
-                _hold_and_queue(order, actor)
-                submit_order.defer(order_id=order.pk)
-        except (ValidationError, InsufficientFunds) as err:
-            result.refused[order_id] = "; ".join(err.messages)
-        else:
-            result.placed.append(order_id)
+    ids = list(ids)
+    for start in range(0, len(ids), settings.ORDER_SUBMIT_CHUNK_SIZE):
+        with transaction.atomic():
+            placed = []
+            for order_id in ids[start : start + settings.ORDER_SUBMIT_CHUNK_SIZE]:
+                try:
+                    with transaction.atomic():
+                        _place_one(order_id, actor)
+                except (ValidationError, InsufficientFunds) as err:
+                    result.refused[order_id] = "; ".join(err.messages)
+                else:
+                    placed.append(order_id)
+            if placed:
+                submit_orders.defer(order_ids=placed)
+        result.placed.extend(placed)
     return result
+
+
+def _place_one(order_id: int, actor) -> None:
+    order = _locked_orders().select_related("distributor").get(pk=order_id)
+    if order.status != OrderStatus.DRAFT:
+        raise OrderTransitionRefused(_("It is %(status)s, not a draft.") % {"status": order.get_status_display()})
+    if order.batch_id:
+        raise OrderTransitionRefused(_("It belongs to batch %(batch)s: place the batch.") % {"batch": order.batch})
+    _hold_and_queue(order, actor)
 
 
 @dataclass(frozen=True)
@@ -315,20 +349,20 @@ def batch_place(*, batch_id: int, actor) -> int:
 def _claim(order_ids: Sequence[int]) -> list[int]:
     """QUEUED -> SUBMITTING for whichever of these orders are still queued; returns those claimed.
 
-    Two workers (or two clicks) racing for the same order: the row lock and the status condition
-    let exactly one of them claim it; the other gets nothing and sends nothing.
+    One conditional UPDATE ... RETURNING (the ORM's update() returns no rows). Two workers (or two
+    clicks) racing for the same order: the second UPDATE waits for the first's row lock, then finds
+    the status changed and skips the row, so exactly one of them claims it and only that one sends.
     """
-    with transaction.atomic():
-        claimable = list(
-            RechargeOrder.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=order_ids, status=OrderStatus.QUEUED)
-            .values_list("pk", flat=True)
+    if not order_ids:
+        return []
+    table = RechargeOrder._meta.db_table  # the model's own table name, not input
+    with connections[router.db_for_write(RechargeOrder)].cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, submitted_at = %s "  # noqa: S608
+            "WHERE id = ANY(%s) AND status = %s RETURNING id",
+            [OrderStatus.SUBMITTING, timezone.now(), list(order_ids), OrderStatus.QUEUED],
         )
-        if claimable:
-            RechargeOrder.objects.filter(pk__in=claimable).update(
-                status=OrderStatus.SUBMITTING, submitted_at=timezone.now()
-            )
-    return claimable
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def _apply(
@@ -343,6 +377,10 @@ def _apply(
     actor=None,
 ) -> bool:
     """Apply an answer to an order if it is still in one of `from_statuses`; False if it had moved on."""
+    extra = _answer_fields(upstream_order_no, settlement_price)
+    if status != OrderStatus.FAILED and not cards:
+        return _move_without_money({"pk": order_id}, status, from_statuses=from_statuses, reason=reason, actor=actor,
+                                   **extra)
     with transaction.atomic():
         order = _locked_orders().get(pk=order_id)
         return _apply_locked(
@@ -365,15 +403,20 @@ def _apply_locked(
     """`_apply` for a caller that already holds the order's row lock."""
     if order.status not in from_statuses or order.status == status:
         return False
-    extra = {}
-    if upstream_order_no:
-        extra["upstream_order_no"] = upstream_order_no[:64]
-    if settlement_price is not None:
-        extra["settlement_price"] = settlement_price
-    order_transition(order, status, reason=reason, actor=actor, **extra)
+    order_transition(order, status, reason=reason, actor=actor, **_answer_fields(upstream_order_no, settlement_price))
     if cards:
         _store_cards(order, cards)
     return True
+
+
+def _answer_fields(upstream_order_no: str, settlement_price: Decimal | None) -> dict:
+    """What an upstream's answer adds to the order, beside its status."""
+    fields: dict = {}
+    if upstream_order_no:
+        fields["upstream_order_no"] = upstream_order_no[:64]
+    if settlement_price is not None:
+        fields["settlement_price"] = settlement_price
+    return fields
 
 
 def _store_cards(order: RechargeOrder, cards: Sequence[CardSecretData]) -> None:
@@ -426,25 +469,47 @@ def _apply_error(order_ids: Sequence[int], err: ProviderError) -> str:
     return status
 
 
-def _claim_one(order_id: int) -> bool:
-    """QUEUED -> SUBMITTING for one order, in one conditional UPDATE; True if this caller claimed it.
+def orders_submit(*, order_ids: Sequence[int]) -> dict[int, str]:
+    """Send queued single orders upstream, one call each (the job body). Returns each claimed order's status.
 
-    The UPDATE locks the row; a concurrent claim waits for it, then finds the status changed and
-    updates nothing. Exactly one caller gets a row count of 1, and only that one sends.
+    Orders placed together are submitted by one job, so the job queue's own work, the claim and the
+    read are done once for all of them; each order is still its own call, its own answer and its
+    own status change. Orders already claimed elsewhere are left out.
     """
-    return bool(
-        RechargeOrder.objects.filter(pk=order_id, status=OrderStatus.QUEUED).update(
-            status=OrderStatus.SUBMITTING, submitted_at=timezone.now()
+    claimed = _claim(order_ids)
+    orders = list(RechargeOrder.objects.select_related("product").filter(pk__in=claimed).order_by("pk"))
+    statuses: dict[int, str] = {}
+    clients: dict[tuple[str, str], ExchangeClient | Bst17Client] = {}
+    # Past this, an order still SUBMITTING would be taken for one left by a stopped worker.
+    deadline = time.monotonic() + settings.ORDER_SUBMIT_STALE_SECONDS / 2
+    for position, order in enumerate(orders):
+        if statuses and time.monotonic() > deadline:
+            _queue_again([later.pk for later in orders[position:]])
+            break
+        client = clients.get((order.provider, order.merchant_account))
+        if client is None:
+            client = clients[(order.provider, order.merchant_account)] = _client(order)
+        try:
+            statuses[order.pk] = _submit_one(order, client)
+        except ProviderNotReached as err:
+            # Nothing left this process: the orders not yet sent go back to the queue with this one,
+            # and _apply_error raises for the job to be retried later (it claims only what is queued).
+            _apply_error([later.pk for later in orders[position:]], err)
+    return statuses
+
+
+def _queue_again(order_ids: list[int]) -> None:
+    """SUBMITTING -> QUEUED for orders a job claimed but had no time left to send, with a job of their own."""
+    from orders.tasks import submit_orders
+
+    with transaction.atomic():
+        RechargeOrder.objects.filter(pk__in=order_ids, status=OrderStatus.SUBMITTING).update(
+            **_status_changes(OrderStatus.QUEUED, reason=_("Not sent in its first job's time: queued again."))
         )
-    )
+        submit_orders.defer(order_ids=order_ids)
 
 
-def order_submit(*, order_id: int) -> str:
-    """Send one queued order upstream (the job body). Returns its status afterwards."""
-    if not _claim_one(order_id):
-        return RechargeOrder.objects.values_list("status", flat=True).get(pk=order_id)
-    order = RechargeOrder.objects.select_related("product").get(pk=order_id)
-    client = _client(order)
+def _submit_one(order: RechargeOrder, client) -> str:
     try:
         if order.provider == UpstreamProvider.EXCHANGE:
             result = client.vip_charge(
@@ -457,8 +522,18 @@ def order_submit(*, order_id: int) -> str:
                 receive_url=client.config.callback_url or None, record=order,
             )
     except ProviderError as err:
-        return _apply_error([order_id], err)
-    return _apply_result(order_id, result, from_statuses=[OrderStatus.SUBMITTING])
+        if isinstance(err, ProviderNotReached):
+            raise
+        return _apply_error([order.pk], err)
+    return _apply_result(order.pk, result, from_statuses=[OrderStatus.SUBMITTING])
+
+
+def order_submit(*, order_id: int) -> str:
+    """Send one queued order upstream. Returns its status afterwards (as it was, if it was not queued)."""
+    submitted = orders_submit(order_ids=[order_id])
+    if order_id in submitted:
+        return submitted[order_id]
+    return RechargeOrder.objects.values_list("status", flat=True).get(pk=order_id)
 
 
 def batch_submit_chunk(*, batch_id: int, chunk_number: int, order_ids: Sequence[int]) -> int:
@@ -592,14 +667,23 @@ CALLBACK_FROM_STATUSES = [
 def exchange_callback_apply(*, callback: ExchangeCallback) -> bool:
     """Apply a verified status callback; True only for the delivery that changed the order."""
     status = OUTCOME_STATUS.get(callback.status)
-    with transaction.atomic():
-        order = _locked_orders().filter(provider=UpstreamProvider.EXCHANGE, client_reference=callback.biz_code).first()
-        if order is None:
+    order = {"provider": UpstreamProvider.EXCHANGE, "client_reference": callback.biz_code}
+    if status == OrderStatus.SUCCEEDED:
+        # The common case moves no money: one conditional UPDATE. A retried delivery updates nothing.
+        if _move_without_money(order, status, from_statuses=CALLBACK_FROM_STATUSES, reason=callback.message,
+                               **_answer_fields(callback.order_code, callback.settlement_price)):
+            return True
+        if not RechargeOrder.objects.filter(**order).exists():
             raise ValidationError(_("No order %(reference)s.") % {"reference": callback.biz_code})
-        if status not in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
+        return False
+    with transaction.atomic():
+        locked = _locked_orders().filter(**order).first()
+        if locked is None:
+            raise ValidationError(_("No order %(reference)s.") % {"reference": callback.biz_code})
+        if status != OrderStatus.FAILED:
             return False
         return _apply_locked(
-            order, status, from_statuses=CALLBACK_FROM_STATUSES, reason=callback.message,
+            locked, status, from_statuses=CALLBACK_FROM_STATUSES, reason=callback.message,
             upstream_order_no=callback.order_code, settlement_price=callback.settlement_price,
         )
 

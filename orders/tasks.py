@@ -15,6 +15,15 @@ logger = logging.getLogger(__name__)
 RETRY_UNREACHED = RetryStrategy(max_attempts=6, wait=20, retry_exceptions={ProviderNotReached})
 
 
+@app.task(queue="orders", pass_context=True, name="orders.submit_orders", retry=RETRY_UNREACHED)
+@attributed
+def submit_orders(context: JobContext, order_ids: list[int]) -> dict[int, str]:
+    from orders.services import orders_submit
+
+    return orders_submit(order_ids=order_ids)
+
+
+# Jobs deferred for one order each before orders were submitted in groups still run.
 @app.task(queue="orders", pass_context=True, name="orders.submit_order", retry=RETRY_UNREACHED)
 @attributed
 def submit_order(context: JobContext, order_id: int) -> str:

@@ -1,0 +1,104 @@
+"""Orders placed together are submitted by one job per group, each order still its own call."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+from distributors.services import ledger_balance_check
+from orders.models import OrderStatus, RechargeOrder
+from orders.services import order_create, orders_place, orders_submit
+from providers.models import ProviderCall
+
+pytestmark = pytest.mark.django_db
+
+
+def direct_charges(distributor, product, clerk, count: int) -> list[int]:
+    return [
+        order_create(distributor=distributor, product=product, actor=clerk, target_account=f"1380013{n:04d}").pk
+        for n in range(count)
+    ]
+
+
+def submission_jobs() -> list[list[int]]:
+    return [job.args["order_ids"] for job in ProcrastinateJob.objects.filter(task_name="orders.submit_orders")
+            .order_by("id")]
+
+
+def test_orders_placed_together_are_queued_in_groups_each_with_its_own_job(settings, clerk, distributor,
+                                                                          direct_charge_product):
+    settings.ORDER_SUBMIT_CHUNK_SIZE = 2
+    ids = direct_charges(distributor, direct_charge_product, clerk, 5)
+
+    result = orders_place(ids=ids, actor=clerk)
+
+    assert result.placed == ids and result.refused == {}
+    assert submission_jobs() == [ids[0:2], ids[2:4], ids[4:5]]
+    assert set(RechargeOrder.objects.values_list("status", flat=True)) == {OrderStatus.QUEUED}
+
+
+def test_an_order_refused_in_a_group_is_left_out_of_its_job_and_the_others_go_ahead(settings, clerk, distributor,
+                                                                                   direct_charge_product):
+    settings.ORDER_SUBMIT_CHUNK_SIZE = 3
+    ids = direct_charges(distributor, direct_charge_product, clerk, 3)
+    RechargeOrder.objects.filter(pk=ids[1]).update(price_charged=Decimal("5000.00"))  # more than the balance
+
+    result = orders_place(ids=ids, actor=clerk)
+
+    assert result.placed == [ids[0], ids[2]] and list(result.refused) == [ids[1]]
+    assert submission_jobs() == [[ids[0], ids[2]]]
+    assert RechargeOrder.objects.get(pk=ids[1]).status == OrderStatus.DRAFT
+    assert ledger_balance_check(triggered_by="test").mismatches == []
+
+
+def test_a_group_sends_each_order_once_with_its_own_call_and_status(sandbox, clerk, distributor,
+                                                                    direct_charge_product):
+    ids = direct_charges(distributor, direct_charge_product, clerk, 3)
+    orders_place(ids=ids, actor=clerk)
+
+    statuses = orders_submit(order_ids=ids)
+    again = orders_submit(order_ids=ids)  # the same job run twice claims nothing the second time
+
+    assert statuses == dict.fromkeys(ids, OrderStatus.ACCEPTED) and again == {}
+    exchange = sandbox.vendor("exchange")
+    references = RechargeOrder.objects.filter(pk__in=ids).values_list("client_reference", flat=True)
+    assert [exchange.charge_requests[reference] for reference in references] == [1, 1, 1]
+    calls = ProviderCall.objects.filter(operation="VIPCharge").order_by("id")
+    assert [call.record_id for call in calls] == [str(pk) for pk in ids]
+    assert all(call.created_at <= call.finished_at and call.outcome == "accepted" for call in calls)
+
+
+def test_orders_a_job_had_no_time_left_to_send_go_back_to_the_queue_with_a_job_of_their_own(
+    settings, sandbox, clerk, distributor, direct_charge_product
+):
+    settings.ORDER_SUBMIT_STALE_SECONDS = 0  # the time is up as soon as one order is sent
+    ids = direct_charges(distributor, direct_charge_product, clerk, 3)
+    orders_place(ids=ids, actor=clerk)
+
+    statuses = orders_submit(order_ids=ids)
+
+    assert statuses == {ids[0]: OrderStatus.ACCEPTED}
+    assert [RechargeOrder.objects.get(pk=pk).status for pk in ids[1:]] == [OrderStatus.QUEUED] * 2
+    assert submission_jobs()[-1] == ids[1:]
+    assert ProviderCall.objects.filter(operation="VIPCharge").count() == 1
+    assert orders_submit(order_ids=ids[1:]) == {ids[1]: OrderStatus.ACCEPTED}  # one more each time
+
+
+def test_an_unreachable_upstream_puts_the_rest_of_the_group_back_in_the_queue(settings, sandbox, clerk, distributor,
+                                                                              direct_charge_product):
+    from config.provider_settings import provider_accounts
+    from providers.exceptions import ProviderNotReached
+    from tests.conftest import closed_port_url
+    from tests.distributors.test_fund_transactions import sandbox_environment_of
+
+    ids = direct_charges(distributor, direct_charge_product, clerk, 3)
+    orders_place(ids=ids, actor=clerk)
+    settings.PROVIDERS = provider_accounts({**sandbox_environment_of(settings), "EXCHANGE_BASE_URL": closed_port_url()})
+
+    with pytest.raises(ProviderNotReached):
+        orders_submit(order_ids=ids)
+
+    assert set(RechargeOrder.objects.filter(pk__in=ids).values_list("status", flat=True)) == {OrderStatus.QUEUED}
+    assert ledger_balance_check(triggered_by="test").mismatches == []
