@@ -1,7 +1,8 @@
 """Status callbacks from the upstreams: verified, stored raw, applied idempotently, answered.
 
 The redemption platform retries a callback up to nine times; only the first delivery may change
-an order. Each request is stored in the call log (direction: callback) whatever its fate.
+an order. Each request is stored in the call log (direction: callback) whatever its fate, in one
+INSERT once its answer is known.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -31,11 +34,12 @@ CALLBACK_MAX_AGE_SECONDS = 300
 
 
 def _store(request: HttpRequest, provider: str, body: bytes) -> ProviderCall:
+    """The call-log row of this callback, written by `_finish` (or by `_stored_whatever_happens`)."""
     headers = {
         name: value for name, value in request.headers.items()
         if name.lower() in ("businessid", "nonce", "timestamp", "sign", "signtype", "content-type")
     }
-    return ProviderCall.objects.create(
+    return ProviderCall(
         provider=provider,
         operation="callback",
         direction=CallDirection.CALLBACK,
@@ -54,8 +58,8 @@ def _finish(call: ProviderCall, status: int, answer: str, *, valid: bool | None,
     call.error = scrub(error, secrets)[:2000]
     call.outcome = outcome
     call.client_reference = reference[:64]
-    call.save(update_fields=["response_status", "response_body", "signature_valid", "error", "outcome",
-                             "client_reference"])
+    call.finished_at = timezone.now()
+    call.save(force_insert=True)
     return HttpResponse(answer, status=status, content_type="text/plain; charset=utf-8")
 
 
@@ -67,15 +71,29 @@ def _body(request: HttpRequest) -> bytes | None:
     return None if len(body) > MAX_CALLBACK_BYTES else body
 
 
+def _stored_whatever_happens(call: ProviderCall, answer: Callable[[], HttpResponse]) -> HttpResponse:
+    """Run `answer`; if it breaks, the delivery is still written to the call log before the error goes on."""
+    try:
+        return answer()
+    except Exception as err:
+        if call.pk is None:
+            _finish(call, 500, "server error", valid=call.signature_valid, error=f"{type(err).__name__}: {err}")
+        raise
+
+
 @csrf_exempt
 @require_POST
 def exchange_callback(request: HttpRequest) -> HttpResponse:
-    from providers.exchange.client import ExchangeClient
-
     body = _body(request)
     if body is None:
         return HttpResponse("request too large", status=413, content_type="text/plain")
     call = _store(request, UpstreamProvider.EXCHANGE, body)
+    return _stored_whatever_happens(call, lambda: _exchange_answer(request, call, body))
+
+
+def _exchange_answer(request: HttpRequest, call: ProviderCall, body: bytes) -> HttpResponse:
+    from providers.exchange.client import ExchangeClient
+
     client = ExchangeClient()
     try:
         callback = client.verify_callback(request.headers, body)
@@ -83,6 +101,7 @@ def exchange_callback(request: HttpRequest) -> HttpResponse:
         return _finish(call, 401, "invalid signature", valid=False, error=str(err))
     except (InvalidRequest, ProviderError) as err:
         return _finish(call, 400, "bad request", valid=None, error=str(err), secrets=client.secret_values())
+    call.signature_valid = True
     try:
         sent_at = int(request.headers.get("timestamp", "0")) / 1000
     except ValueError:
@@ -105,8 +124,6 @@ def exchange_callback(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def bst17_callback(request: HttpRequest) -> HttpResponse:
-    from providers.bst17.client import Bst17Client
-
     if int(request.headers.get("Content-Length") or 0) > MAX_CALLBACK_BYTES:
         return HttpResponse("request too large", status=413, content_type="text/plain")
     # 17bst posts form fields (or, on some accounts, JSON); Django parses forms, multipart included.
@@ -124,6 +141,12 @@ def bst17_callback(request: HttpRequest) -> HttpResponse:
                 raise ValueError("not an object")
         except ValueError as err:
             return _finish(call, 400, "bad request", valid=None, error=f"unreadable body: {err}")
+    return _stored_whatever_happens(call, lambda: _bst17_answer(call, payload))
+
+
+def _bst17_answer(call: ProviderCall, payload: dict) -> HttpResponse:
+    from providers.bst17.client import Bst17Client
+
     client = Bst17Client()
     try:
         callback = client.verify_callback(payload)
@@ -131,6 +154,7 @@ def bst17_callback(request: HttpRequest) -> HttpResponse:
         return _finish(call, 401, "invalid signature", valid=False, error=str(err))
     except ProviderError as err:
         return _finish(call, 400, "bad request", valid=None, error=str(err), secrets=client.secret_values())
+    call.signature_valid = True
     if callback.status not in (Outcome.SUCCEEDED, Outcome.FAILED):
         return _finish(call, 400, "unknown state", valid=True, error=f"state {callback.state!r}",
                        reference=callback.req_stream_id)

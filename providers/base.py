@@ -130,9 +130,16 @@ class ProviderClient:
         nonce: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.merchant_account = merchant_account
-        self.session = session or _session()
+        self._session = session
         self.clock = clock
         self.nonce = nonce
+
+    @property
+    def session(self) -> requests.Session:
+        # Made on first use: a client that only verifies callbacks never sends anything.
+        if self._session is None:
+            self._session = _session()
+        return self._session
 
     # What must never be stored or logged for this client (app secrets, keys, passwords).
     def secret_values(self) -> list[str]:
@@ -146,10 +153,16 @@ class ProviderClient:
         record: models.Model | None = None,
         client_reference: str = "",
     ) -> ProviderResult:
-        """Send a prepared request once, record it, and return the parsed result or raise."""
+        """Send a prepared request once, record it, and return the parsed result or raise.
+
+        The call is written to the log once, when it is over, whatever its fate: one INSERT per
+        call instead of an INSERT before sending and an UPDATE after, on the busiest table there
+        is. A process killed while waiting leaves no row, but its order is left SUBMITTING, and
+        reconciliation queries it (and logs that query).
+        """
         secrets = self.secret_values()
         record_type, record_id = _record_label(record)
-        call = ProviderCall.objects.create(
+        call = ProviderCall(
             provider=self.provider,
             merchant_account=self.merchant_account,
             operation=request.operation,
@@ -160,6 +173,7 @@ class ProviderClient:
             url=request.url,
             request_headers=json.loads(scrub(json.dumps(self._stored_headers(request)), secrets)),
             request_body=scrub(request.redacted_body, secrets),
+            created_at=timezone.now(),
         )
         started = time.monotonic()
         response = None
@@ -180,6 +194,10 @@ class ProviderClient:
                 ) from err
         except ProviderError as err:
             self._finish(call, started, response, secrets, outcome=self._outcome_of(err), error=err)
+            raise
+        except BaseException as err:
+            # A bug or an interrupt between sending and reading: the attempt stays on record.
+            self._finish(call, started, response, secrets, outcome=Outcome.UNKNOWN, error=err)
             raise
         self._finish(call, started, response, secrets, outcome=result.outcome, code=result.code)
         return result
@@ -238,11 +256,7 @@ class ProviderClient:
         if response is not None:
             call.response_status = response.status_code
             call.response_body = scrub(self.redact_response(response.text), secrets)
-        call.save(
-            update_fields=[
-                "latency_ms", "finished_at", "outcome", "upstream_code", "error", "response_status", "response_body"
-            ]
-        )
+        call.save(force_insert=True)
         logger.info(
             "%s %s -> %s (%s ms) call #%s", self.provider, call.operation, outcome or "not sent", call.latency_ms, call.pk
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from providers.results import Outcome
@@ -48,7 +49,8 @@ class ProviderCall(models.Model):
     upstream_code = models.CharField(_("upstream code"), max_length=64, blank=True)
     error = models.TextField(_("error"), blank=True)
     signature_valid = models.BooleanField(_("signature valid"), null=True, blank=True)
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    # When the request left (or the callback arrived); the row itself is written when it is over.
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
     class Meta:

@@ -86,6 +86,34 @@ def test_retried_deliveries_change_nothing_after_the_first(client, accepted_orde
     assert RechargeOrder.objects.get(pk=accepted_order.pk).status == OrderStatus.SUCCEEDED
 
 
+def test_a_delivery_that_breaks_the_back_office_is_still_in_the_call_log(client, accepted_order, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("orders.views.exchange_callback_apply", broken)
+    client.raise_request_exception = False
+    body = callback_body(accepted_order)
+
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 500
+    stored = ProviderCall.objects.get(direction="callback")
+    assert stored.request_body == body and stored.signature_valid is True
+    assert stored.response_status == 500 and stored.error == "RuntimeError: database went away"
+    assert RechargeOrder.objects.get(pk=accepted_order.pk).status == OrderStatus.ACCEPTED
+
+
+def test_a_callback_for_an_order_we_never_placed_is_refused_and_stored(client, accepted_order):
+    body = json.dumps({"orderCode": "EX9", "bizCode": "NOSUCHORDER", "status": "SUCCESS", "settlementPrice": 9.5,
+                       "message": "充值成功"}, separators=(",", ":"))
+
+    response = post(client, body, signed_headers(body))
+
+    assert response.status_code == 404
+    assert ProviderCall.objects.get(direction="callback").client_reference == "NOSUCHORDER"
+    assert RechargeOrder.objects.get(pk=accepted_order.pk).status == OrderStatus.ACCEPTED
+
+
 def test_a_bad_signature_is_refused_stored_as_invalid_and_changes_nothing(client, accepted_order):
     body = callback_body(accepted_order)
     headers = signed_headers(body)

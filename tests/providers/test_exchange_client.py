@@ -196,6 +196,19 @@ def test_an_answer_that_is_lost_or_unreadable_is_unknown_and_not_resent(client, 
     assert_no_secret_stored()
 
 
+def test_a_call_broken_by_something_else_is_still_written_to_the_log_once(client, upstream):
+    upstream.post(VIP_CHARGE_URL, body=RuntimeError("the worker is shutting down"))
+
+    with pytest.raises(RuntimeError):
+        place_vip_charge(client)
+
+    call = ProviderCall.objects.get()
+    assert call.outcome == Outcome.UNKNOWN and call.client_reference == "BO20240520000001"
+    assert call.error == "RuntimeError: the worker is shutting down"
+    assert call.created_at <= call.finished_at
+    assert_no_secret_stored()
+
+
 def test_an_answer_about_another_order_is_unknown(client, upstream):
     upstream.post(VIP_CHARGE_URL, json={"status": 200, "message": "ok", "data": {"bizCode": "another"}})
 
