@@ -1,5 +1,8 @@
 """Admin lists that stay fast on tables of millions of rows.
 
+Counting (below) and rendering (`LargeTableAdminMixin`): a page of 100 rows is some 1,000 cells,
+so whatever the admin does per row is done 100 times on every page load.
+
 Django's changelist counts the rows it lists with COUNT(*) on every page load: a full scan of
 a million-row table each time. `LargeTablePaginator` counts without scanning:
 
@@ -17,12 +20,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from urllib.parse import quote as url_quote
+from urllib.parse import urlsplit
 
 from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
+from django.contrib.admin.utils import quote
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
+from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.http import RFC3986_SUBDELIMS
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 
 
 class LargeTablePaginator(Paginator):
@@ -96,12 +110,70 @@ def planner_estimate(queryset: QuerySet) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+PK_PLACEHOLDER = "__pk__"
+
+
+class ResultUrlChangeListMixin:
+    """Each row's link to its change page, built without a reverse() and a resolve() per row.
+
+    The change URL is reversed once per page with a placeholder for the key, which each row fills
+    in quoted exactly as reverse() would have quoted it (the admin's quote, then RFC 3986). The
+    filters the link carries back to this list are added once too: the admin's
+    add_preserved_filters resolves the URL of every row it is given them for, which on a
+    filtered, searched or paged list walks the admin's URL patterns 100 times per page.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.row_preserved_filters = self.preserved_filters
+        self.preserved_filters = ""  # read only by the row links: they carry them already
+
+    @cached_property
+    def _change_url_parts(self) -> tuple[str, str, str]:
+        url = reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+            args=(PK_PLACEHOLDER,),
+            current_app=self.model_admin.admin_site.name,
+        )
+        prefix, _placeholder, suffix = url.rpartition(PK_PLACEHOLDER)
+        context = {"preserved_filters": self.row_preserved_filters, "opts": self.opts}
+        query = urlsplit(add_preserved_filters(context, url)).query
+        return prefix, suffix, f"?{query}" if query else ""
+
+    def url_for_result(self, result) -> str:
+        prefix, suffix, query = self._change_url_parts
+        key = url_quote(str(quote(getattr(result, self.pk_attname))), safe=RFC3986_SUBDELIMS + "/~:@")
+        return f"{prefix}{key}{suffix}{query}"
+
+
+class LargeTableChangeList(ResultUrlChangeListMixin, ChangeList):
+    pass
+
+
 class LargeTableAdminMixin:
     """The list options every million-row changelist shares."""
 
     paginator = LargeTablePaginator
     show_full_result_count = False  # the "N total" link would count the whole table
     show_facets = admin.ShowFacets.NEVER  # facet counts aggregate the whole filtered list per filter choice
+
+    def get_changelist(self, request, **kwargs):
+        return LargeTableChangeList
+
+    def action_checkbox(self, obj):
+        # The same <input> as Django's, written directly: Django renders a CheckboxInput through
+        # the form templates for every row, a quarter of the time of a page of 100 orders.
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            obj.pk,
+            format_html(_("Select this object for an action - {}"), str(obj)),
+        )
+
+    def get_empty_value_display(self):
+        # Asked for every cell; Django's version raises and catches an AttributeError each time
+        # the ModelAdmin sets no empty_value_display of its own, then calls the lazy-aware mark_safe.
+        return SafeString(getattr(self, "empty_value_display", None) or self.admin_site.empty_value_display)
 
 
 class RelatedCodeSearchMixin:

@@ -21,7 +21,7 @@ from pghistory.admin.core import EventsChangeList
 from pghistory.middleware import HistoryMiddleware
 from pghistory.models import Context, EventsQuery, EventsQueryCompiler
 
-from config.admin_paging import LargeTablePaginator
+from config.admin_paging import LargeTableAdminMixin, LargeTablePaginator, ResultUrlChangeListMixin
 
 SOURCE_WEB = "web"
 SOURCE_IMPORT = "import"
@@ -219,7 +219,7 @@ def _attach_usernames(events) -> None:
         event.username = names.get((event.pgh_context or {}).get("user"))
 
 
-class AuditLogChangeList(EventsChangeList):
+class AuditLogChangeList(ResultUrlChangeListMixin, EventsChangeList):
     def get_results(self, request):
         super().get_results(request)
         if isinstance(self.result_list, QuerySet):
@@ -227,12 +227,10 @@ class AuditLogChangeList(EventsChangeList):
             self.result_list = self.paginator.events(0, self.list_max_show_all)
 
 
-class AuditLogAdmin(EventsAdmin):
+class AuditLogAdmin(LargeTableAdminMixin, EventsAdmin):
     """The global audit log: every change to every business row, filterable, never editable."""
 
     paginator = AuditLogPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
     # Newest first, from the (pgh_created_at, pgh_id) index of each event table; other orders
     # would sort every event.
     ordering = ["-pgh_created_at", "-pgh_id"]

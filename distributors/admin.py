@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Prefetch
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -222,6 +223,10 @@ class BalanceCheckAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(reverse("admin:distributors_balancecheck_changelist"))
 
 
+ERP_TARGET_LABELS = dict(ErpSync._meta.get_field("target").flatchoices)
+SYNC_STATUS_LABELS = dict(ErpSync._meta.get_field("status").flatchoices)
+
+
 class RejectForm(forms.Form):
     reason = forms.CharField(label=gettext_lazy("reason for the rejection"), max_length=255)
 
@@ -266,7 +271,9 @@ class FundTransactionAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.M
     change_list_template = "admin/distributors/fundtransaction/change_list.html"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("erp_syncs")
+        # to_attr: a plain list per row, without the related manager and queryset that
+        # prefetch_related("erp_syncs") builds for each of the page's rows.
+        return super().get_queryset(request).prefetch_related(Prefetch("erp_syncs", to_attr="listed_erp_syncs"))
 
     @admin.action(description=gettext_lazy("Export selected transactions (.xlsx)"), permissions=["view"])
     def export_xlsx(self, request, queryset):
@@ -303,8 +310,12 @@ class FundTransactionAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.M
 
     @admin.display(description=gettext_lazy("ERP syncs"))
     def sync_summary(self, fund_transaction: FundTransaction) -> str:
-        syncs = fund_transaction.erp_syncs.all()
-        return ", ".join(f"{s.get_target_display()}: {s.get_status_display()}" for s in syncs) or "-"
+        # The labels from one dict each, as get_FOO_display() would give them; get_FOO_display()
+        # hashes (so translates) every choice's label on each call.
+        return ", ".join(
+            f"{ERP_TARGET_LABELS.get(s.target, s.target)}: {SYNC_STATUS_LABELS.get(s.status, s.status)}"
+            for s in fund_transaction.listed_erp_syncs
+        ) or "-"
 
     def has_change_permission(self, request, obj=None):
         # Anything past draft is history: corrected by a reversing transaction, never edited.
