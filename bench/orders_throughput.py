@@ -17,7 +17,8 @@ The sandbox runs in a child process (forked, so it shares the generated credenti
 its counters through a pipe. The database is created and dropped here (Django's test-database
 machinery), so the development data is never touched.
 
-Environment: BENCH_WORKERS (4), BENCH_CONCURRENCY (jobs per worker, 2), BENCH_CAPACITY_CALLS (2000).
+Environment: BENCH_WORKERS (4), BENCH_CONCURRENCY (jobs per worker: 1, as `scripts/start` runs a
+worker), BENCH_CAPACITY_CALLS (2000).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", 4))
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 2))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 1))
 CAPACITY_CALLS = int(os.environ.get("BENCH_CAPACITY_CALLS", 2000))
 CAPACITY_THREADS = 4
 
