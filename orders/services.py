@@ -144,7 +144,7 @@ def order_transition(order: RechargeOrder, to_status: str, *, reason: str = "", 
             _("Order %(order)s cannot go from %(from)s to %(to)s.")
             % {"order": order, "from": order.get_status_display(), "to": OrderStatus(to_status).label}
         )
-    if _releases_hold(order, to_status):
+    if to_status == OrderStatus.FAILED and order.queued_at is not None and order.price_charged > 0:
         ledger_post(
             distributor=order.distributor,
             postings=[Posting(kind=AccountKind.PREPAID, amount=order.price_charged)],
@@ -160,10 +160,6 @@ def order_transition(order: RechargeOrder, to_status: str, *, reason: str = "", 
     order.save(update_fields=list(changes))
 
 
-def _releases_hold(order: RechargeOrder, to_status: str) -> bool:
-    return to_status == OrderStatus.FAILED and order.queued_at is not None and order.price_charged > 0
-
-
 def _move_without_money(
     lookup: dict, to_status: str, *, from_statuses: Iterable[str], reason: str = "", actor=None, **fields
 ) -> bool:
@@ -171,7 +167,7 @@ def _move_without_money(
 
     The condition on the status does what the row lock and the check do in `order_transition`: a
     concurrent move makes this one wait for the row, then find its status changed and update
-    nothing. True if the order moved.
+    nothing. True if an order moved.
     """
     if to_status == OrderStatus.FAILED:
         raise ValueError("a move to FAILED may release money: use order_transition on a locked row")
@@ -377,10 +373,9 @@ def _apply(
     actor=None,
 ) -> bool:
     """Apply an answer to an order if it is still in one of `from_statuses`; False if it had moved on."""
-    extra = _answer_fields(upstream_order_no, settlement_price)
     if status != OrderStatus.FAILED and not cards:
         return _move_without_money({"pk": order_id}, status, from_statuses=from_statuses, reason=reason, actor=actor,
-                                   **extra)
+                                   **_answer_fields(upstream_order_no, settlement_price))
     with transaction.atomic():
         order = _locked_orders().get(pk=order_id)
         return _apply_locked(
@@ -503,9 +498,8 @@ def _queue_again(order_ids: list[int]) -> None:
     from orders.tasks import submit_orders
 
     with transaction.atomic():
-        RechargeOrder.objects.filter(pk__in=order_ids, status=OrderStatus.SUBMITTING).update(
-            **_status_changes(OrderStatus.QUEUED, reason=_("Not sent in its first job's time: queued again."))
-        )
+        _move_without_money({"pk__in": order_ids}, OrderStatus.QUEUED, from_statuses=[OrderStatus.SUBMITTING],
+                            reason=_("Not sent in its first job's time: queued again."))
         submit_orders.defer(order_ids=order_ids)
 
 

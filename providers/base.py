@@ -172,8 +172,7 @@ class ProviderClient:
             method=request.method,
             url=request.url,
             request_headers=json.loads(scrub(json.dumps(self._stored_headers(request)), secrets)),
-            request_body=scrub(request.redacted_body, secrets),
-            created_at=timezone.now(),
+            request_body=scrub(request.redacted_body, secrets),  # created_at: now, as the request leaves
         )
         started = time.monotonic()
         response = None
