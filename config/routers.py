@@ -1,13 +1,17 @@
-"""Route call-log writes to their own connection so they commit independently."""
+"""Route the call log and the callback nonces to their own connection, so they commit independently."""
 
 CALL_LOG_ALIAS = "call_log"
+
+# What an upstream sent or was sent, kept whatever becomes of the business transaction around it;
+# none of it carries a history context.
+CALL_LOG_MODELS = {"providers.ProviderCall", "orders.CallbackNonce"}
 
 
 class CallLogRouter:
     """Reads go through the same connection as writes, so a call is visible as soon as it is logged."""
 
     def db_for_write(self, model, **hints):
-        if model._meta.label == "providers.ProviderCall":
+        if model._meta.label in CALL_LOG_MODELS:
             return CALL_LOG_ALIAS
         return None
 

@@ -111,7 +111,16 @@ DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{o
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # A second connection to the same database for the provider call log, which must commit even
 # when the business transaction around an upstream call rolls back (config.routers).
-DATABASES["call_log"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+# It carries no history context (pghistory prefixes its context to the writes of the default
+# connection only, as a second statement, which rules out server-side parameters there), so it
+# binds parameters on the server and prepares what it repeats: the INSERTs written for every
+# upstream call, callback and callback nonce are parsed and planned once per connection, not
+# once per call.
+DATABASES["call_log"] = {
+    **DATABASES["default"],
+    "OPTIONS": {**DATABASES["default"]["OPTIONS"], "server_side_binding": True, "prepare_threshold": 2},
+    "TEST": {"MIRROR": "default"},
+}
 DATABASE_ROUTERS = ["config.routers.CallLogRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -641,7 +641,8 @@ def callback_nonce_accept(*, provider: str, nonce: str) -> bool:
     """Remember a callback's nonce; False if it was seen before (a replay).
 
     One statement: the unique constraint refuses the replay and ON CONFLICT DO NOTHING turns that
-    into a row count of 0, so no transaction or savepoint is needed around it.
+    into a row count of 0, so no transaction or savepoint is needed around it. It runs on the call
+    log's connection (config.routers), where it is prepared once per connection.
     """
     table = CallbackNonce._meta.db_table  # the model's own table name, not input
     with connections[router.db_for_write(CallbackNonce)].cursor() as cursor:

@@ -59,7 +59,7 @@ def _finish(call: ProviderCall, status: int, answer: str, *, valid: bool | None,
     call.outcome = outcome
     call.client_reference = reference[:64]
     call.finished_at = timezone.now()
-    call.save(force_insert=True)
+    call.insert()
     return HttpResponse(answer, status=status, content_type="text/plain; charset=utf-8")
 
 

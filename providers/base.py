@@ -255,7 +255,7 @@ class ProviderClient:
         if response is not None:
             call.response_status = response.status_code
             call.response_body = scrub(self.redact_response(response.text), secrets)
-        call.save(force_insert=True)
+        call.insert()
         logger.info(
             "%s %s -> %s (%s ms) call #%s", self.provider, call.operation, outcome or "not sent", call.latency_ms, call.pk
         )

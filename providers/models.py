@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import models
+from django.db import connections, models, router
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -70,3 +70,23 @@ class ProviderCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_provider_display()} {self.operation} #{self.pk}"
+
+    def insert(self) -> None:
+        """Write this new row: one INSERT, always the same text, on the call log's connection.
+
+        Model.save() builds and compiles its INSERT anew for every row, which was half the CPU of
+        logging a call, and a call is logged twice per order (the request and its callback). The
+        unchanging text is prepared once per connection (see DATABASES["call_log"]).
+        """
+        connection = connections[router.db_for_write(ProviderCall)]
+        quote = connection.ops.quote_name
+        columns = [column for column in self._meta.concrete_fields if not column.primary_key]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {quote(self._meta.db_table)} ({', '.join(quote(c.column) for c in columns)}) "  # noqa: S608
+                f"VALUES ({', '.join(['%s'] * len(columns))}) RETURNING {quote(self._meta.pk.column)}",
+                [column.get_db_prep_save(column.pre_save(self, True), connection) for column in columns],
+            )
+            self.pk = cursor.fetchone()[0]
+        self._state.adding = False
+        self._state.db = connection.alias
