@@ -219,6 +219,38 @@ def _db_value(column, value, connection):
     return column.get_db_prep_save(value, connection)
 
 
+def _update_each_if_status(changes_by_id: dict[int, dict], statuses: Sequence[str]) -> list[int]:
+    """`_update_if_status` with each order's own values: one UPDATE ... FROM unnest(...) per set of columns.
+
+    (QuerySet.bulk_update() writes a CASE per column and row, and building it cost more CPU than
+    the statements it replaces.)
+    """
+    connection = connections[router.db_for_write(RechargeOrder)]
+    meta, quote = RechargeOrder._meta, connection.ops.quote_name
+    by_columns: dict[tuple[str, ...], list[int]] = {}
+    for pk, changes in changes_by_id.items():
+        by_columns.setdefault(tuple(changes), []).append(pk)
+    updated = []
+    for names, pks in by_columns.items():
+        columns = [meta.get_field(name) for name in names]
+        arrays = [list(pks)] + [
+            [_db_value(column, changes_by_id[pk][name], connection) for pk in pks] for name, column in zip(names, columns)
+        ]
+        types = [meta.pk.db_type(connection)] + [column.db_type(connection) for column in columns]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {quote(meta.db_table)} AS o SET "  # noqa: S608 - names and types from the model
+                + ", ".join(f"{quote(column.column)} = v.{quote(column.column)}" for column in columns)
+                + f" FROM unnest({', '.join(f'%s::{kind}[]' for kind in types)})"
+                + f" AS v({quote(meta.pk.column)}, {', '.join(quote(column.column) for column in columns)})"
+                + f" WHERE o.{quote(meta.pk.column)} = v.{quote(meta.pk.column)} AND o.status = ANY(%s)"
+                + f" RETURNING o.{quote(meta.pk.column)}",
+                [*arrays, list(statuses)],
+            )
+            updated.extend(row[0] for row in cursor.fetchall())
+    return sorted(updated)
+
+
 def _locked_orders():
     """Orders read with their own row locked, and only that row.
 
@@ -514,22 +546,64 @@ def orders_submit(*, order_ids: Sequence[int]) -> dict[int, str]:
     orders = list(RechargeOrder.objects.select_related("product").filter(pk__in=claimed).order_by("pk"))
     statuses: dict[int, str] = {}
     clients: dict[tuple[str, str], ExchangeClient | Bst17Client] = {}
+    accepted = _Acceptances()
     # Past this, an order still SUBMITTING would be taken for one left by a stopped worker.
     deadline = time.monotonic() + settings.ORDER_SUBMIT_STALE_SECONDS / 2
-    for position, order in enumerate(orders):
-        if statuses and time.monotonic() > deadline:
-            _queue_again([later.pk for later in orders[position:]])
-            break
-        client = clients.get((order.provider, order.merchant_account))
-        if client is None:
-            client = clients[(order.provider, order.merchant_account)] = _client(order)
-        try:
-            statuses[order.pk] = _submit_one(order, client)
-        except ProviderNotReached as err:
-            # Nothing left this process: the orders not yet sent go back to the queue with this one,
-            # and _apply_error raises for the job to be retried later (it claims only what is queued).
-            _apply_error([later.pk for later in orders[position:]], err)
+    try:
+        for position, order in enumerate(orders):
+            if statuses and time.monotonic() > deadline:
+                _queue_again([later.pk for later in orders[position:]])
+                break
+            client = clients.get((order.provider, order.merchant_account))
+            if client is None:
+                client = clients[(order.provider, order.merchant_account)] = _client(order)
+            try:
+                statuses[order.pk] = _submit_one(order, client, accepted)
+            except ProviderNotReached as err:
+                # Nothing left this process: the orders not yet sent go back to the queue with this
+                # one, and _apply_error raises for the job to be retried later (it claims only what
+                # is queued).
+                _apply_error([later.pk for later in orders[position:]], err)
+            accepted.write_if_due()
+    finally:
+        accepted.write()
     return statuses
+
+
+class _Acceptances:
+    """Orders the upstream accepted ("processing"), moved SUBMITTING -> ACCEPTED together.
+
+    An acceptance moves no money and is not final, so the acceptances of one job are written by one
+    UPDATE (at the latest every WRITE_SECONDS, and when the job ends, however it ends) rather than
+    one statement each: a statement is the most expensive thing a submission does in the database.
+    Each answer is already in the call log, written as it arrived. An order settled meanwhile by
+    its callback is no longer SUBMITTING and is left as it is; if the worker is killed before the
+    write, its orders stay SUBMITTING and reconciliation queries them, as it does for any order
+    whose answer was lost.
+    """
+
+    WRITE_SECONDS = 2.0
+
+    def __init__(self) -> None:
+        self.changes: dict[int, dict] = {}
+        self.since = 0.0
+
+    def add(self, order: RechargeOrder, result: ProviderResult) -> None:
+        if not self.changes:
+            self.since = time.monotonic()
+        self.changes[order.pk] = _status_changes(
+            OrderStatus.ACCEPTED, reason=result.message,
+            **_answer_fields(result.upstream_reference, result.settlement_price),
+        )
+
+    def write_if_due(self) -> None:
+        if self.changes and time.monotonic() - self.since >= self.WRITE_SECONDS:
+            self.write()
+
+    def write(self) -> None:
+        if self.changes:
+            _update_each_if_status(self.changes, [OrderStatus.SUBMITTING])
+        self.changes = {}
 
 
 def _queue_again(order_ids: list[int]) -> None:
@@ -542,7 +616,7 @@ def _queue_again(order_ids: list[int]) -> None:
         submit_orders.defer(order_ids=order_ids)
 
 
-def _submit_one(order: RechargeOrder, client) -> str:
+def _submit_one(order: RechargeOrder, client, accepted: _Acceptances) -> str:
     try:
         if order.provider == UpstreamProvider.EXCHANGE:
             result = client.vip_charge(
@@ -558,6 +632,9 @@ def _submit_one(order: RechargeOrder, client) -> str:
         if isinstance(err, ProviderNotReached):
             raise
         return _apply_error([order.pk], err)
+    if result.outcome == Outcome.ACCEPTED and not result.card_secrets:
+        accepted.add(order, result)
+        return OrderStatus.ACCEPTED
     return _apply_result(order.pk, result, from_statuses=[OrderStatus.SUBMITTING])
 
 
@@ -591,13 +668,19 @@ def batch_submit_chunk(*, batch_id: int, chunk_number: int, order_ids: Sequence[
         _apply_error([o.pk for o in orders], err)
         return len(orders)
     by_reference = {item.client_reference: item for item in result.items}
-    for order in orders:
-        item = by_reference.get(order.client_reference)
-        if item is None:  # the answer did not mention it: its fate is not known
-            _apply(order.pk, OrderStatus.UNKNOWN, from_statuses=[OrderStatus.SUBMITTING],
-                   reason=_("Missing from the batch answer."))
-        else:
-            _apply_result(order.pk, item, from_statuses=[OrderStatus.SUBMITTING])
+    accepted = _Acceptances()
+    try:
+        for order in orders:
+            item = by_reference.get(order.client_reference)
+            if item is None:  # the answer did not mention it: its fate is not known
+                _apply(order.pk, OrderStatus.UNKNOWN, from_statuses=[OrderStatus.SUBMITTING],
+                       reason=_("Missing from the batch answer."))
+            elif item.outcome == Outcome.ACCEPTED and not item.card_secrets:
+                accepted.add(order, item)
+            else:
+                _apply_result(order.pk, item, from_statuses=[OrderStatus.SUBMITTING])
+    finally:
+        accepted.write()
     return len(orders)
 
 

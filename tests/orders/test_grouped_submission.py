@@ -102,3 +102,75 @@ def test_an_unreachable_upstream_puts_the_rest_of_the_group_back_in_the_queue(se
 
     assert set(RechargeOrder.objects.filter(pk__in=ids).values_list("status", flat=True)) == {OrderStatus.QUEUED}
     assert ledger_balance_check(triggered_by="test").mismatches == []
+
+
+def updates_of_orders(queries) -> list[str]:
+    return [query["sql"] for query in queries if 'UPDATE "orders_rechargeorder"' in query["sql"]]
+
+
+def test_the_acceptances_of_a_group_are_written_by_one_statement_each_with_its_own_answer(
+    sandbox, clerk, distributor, direct_charge_product
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from pghistory.models import Events
+
+    ids = direct_charges(distributor, direct_charge_product, clerk, 3)
+    orders_place(ids=ids, actor=clerk)
+
+    with CaptureQueriesContext(connection) as queries:
+        orders_submit(order_ids=ids)
+
+    assert len(updates_of_orders(queries.captured_queries)) == 2  # the claim, then the acceptances
+    orders = list(RechargeOrder.objects.filter(pk__in=ids).order_by("pk"))
+    assert [order.status for order in orders] == [OrderStatus.ACCEPTED] * 3
+    assert len({order.upstream_order_no for order in orders}) == 3 and all(o.upstream_order_no for o in orders)
+    assert all(order.settlement_price == Decimal("9.50") and order.next_query_at for order in orders)
+    for order in orders:
+        moves = [event.pgh_data["status"] for event in Events.objects.tracks(order).order_by("pgh_id")]
+        assert moves[-2:] == [OrderStatus.SUBMITTING, OrderStatus.ACCEPTED]
+
+
+def test_an_order_settled_by_its_callback_before_the_acceptances_are_written_keeps_its_final_status(
+    monkeypatch, sandbox, clerk, distributor, direct_charge_product
+):
+    from orders import services
+
+    ids = direct_charges(distributor, direct_charge_product, clerk, 2)
+    orders_place(ids=ids, actor=clerk)
+    write = services._Acceptances.write
+
+    def callback_first(acceptances):
+        services._move_without_money({"pk": ids[0]}, OrderStatus.SUCCEEDED, from_statuses=services.CALLBACK_FROM_STATUSES)
+        write(acceptances)
+
+    monkeypatch.setattr(services._Acceptances, "write", callback_first)
+
+    orders_submit(order_ids=ids)
+
+    assert RechargeOrder.objects.get(pk=ids[0]).status == OrderStatus.SUCCEEDED
+    assert RechargeOrder.objects.get(pk=ids[1]).status == OrderStatus.ACCEPTED
+
+
+def test_a_group_that_stops_half_way_still_writes_the_acceptances_it_had(monkeypatch, sandbox, clerk, distributor,
+                                                                         direct_charge_product):
+    from orders import services
+    from providers.exceptions import ProviderNotReached
+
+    ids = direct_charges(distributor, direct_charge_product, clerk, 3)
+    orders_place(ids=ids, actor=clerk)
+    submit_one = services._submit_one
+
+    def unreachable_for_the_last(order, client, accepted):
+        if order.pk == ids[2]:
+            raise ProviderNotReached("connection refused", provider="exchange", operation="VIPCharge")
+        return submit_one(order, client, accepted)
+
+    monkeypatch.setattr(services, "_submit_one", unreachable_for_the_last)
+
+    with pytest.raises(ProviderNotReached):
+        orders_submit(order_ids=ids)
+
+    statuses = dict(RechargeOrder.objects.filter(pk__in=ids).values_list("pk", "status"))
+    assert statuses == {ids[0]: OrderStatus.ACCEPTED, ids[1]: OrderStatus.ACCEPTED, ids[2]: OrderStatus.QUEUED}
+    assert ProviderCall.objects.filter(operation="VIPCharge").count() == 2
