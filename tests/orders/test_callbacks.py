@@ -8,6 +8,9 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from django.test import RequestFactory
 from django.urls import reverse
 from pghistory.models import Events
 
@@ -187,3 +190,55 @@ def test_a_17bst_failure_callback_fails_the_order_and_releases_the_hold(client, 
     order.refresh_from_db()
     assert order.status == OrderStatus.FAILED
     assert order.distributor.accounts.get(kind="prepaid").balance == Decimal("1000.00")
+
+
+# --- the deployed WSGI application: callbacks on their own, lean middleware stack ----------------
+
+
+def through_wsgi_application(method: str, path: str, body: str = "", headers: dict[str, str] | None = None):
+    """One request through config.wsgi.application, as gunicorn serves it (the test client has its own handler)."""
+    from config.wsgi import application
+
+    request = RequestFactory().generic(method, path, body, content_type="application/json", headers=headers or {})
+    answer: dict = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer.update(status=int(status.split()[0]), headers=dict(response_headers))
+
+    # As Django's test client does: the test's transaction must outlive the request's end.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        result = application(request.environ, start_response)
+        answer["content"] = b"".join(result)
+        result.close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    return answer
+
+
+def test_the_deployed_application_applies_a_callback_attributed_to_its_request(accepted_order):
+    body = callback_body(accepted_order)
+
+    answer = through_wsgi_application("POST", URL, body, signed_headers(body))
+
+    assert answer["status"] == 200 and answer["content"] == b"SUCCESS"
+    assert RechargeOrder.objects.get(pk=accepted_order.pk).status == OrderStatus.SUCCEEDED
+    update = Events.objects.tracks(accepted_order).filter(pgh_label="update").order_by("pgh_id").last()
+    assert update.pgh_context["source"] == "web" and update.pgh_context["url"] == URL
+    assert ProviderCall.objects.get(direction="callback").response_body == "SUCCESS"
+
+
+def test_callbacks_skip_the_browser_middleware_that_every_other_page_keeps(accepted_order):
+    body = callback_body(accepted_order)
+
+    callback = through_wsgi_application("POST", URL, body, signed_headers(body))
+    login_page = through_wsgi_application("GET", "/admin/login/")
+
+    assert login_page["status"] == 200
+    for browser_header in ("Content-Security-Policy", "X-Frame-Options", "Content-Language"):
+        assert browser_header in login_page["headers"], browser_header
+        assert browser_header not in callback["headers"], browser_header
+    # The security middleware runs for both.
+    assert callback["headers"]["X-Content-Type-Options"] == login_page["headers"]["X-Content-Type-Options"] == "nosniff"
