@@ -539,8 +539,9 @@ def orders_submit(*, order_ids: Sequence[int]) -> dict[int, str]:
     """Send queued single orders upstream, one call each (the job body). Returns each claimed order's status.
 
     Orders placed together are submitted by one job, so the job queue's own work, the claim and the
-    read are done once for all of them; each order is still its own call, its own answer and its
-    own status change. Orders already claimed elsewhere are left out.
+    read are done once for all of them; each order is still its own call, with its own answer in
+    the call log and its own status (the job's acceptances are written together: _Acceptances).
+    Orders already claimed elsewhere are left out.
     """
     claimed = _claim(order_ids)
     orders = list(RechargeOrder.objects.select_related("product").filter(pk__in=claimed).order_by("pk"))

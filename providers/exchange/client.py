@@ -301,13 +301,17 @@ class ExchangeClient(ProviderClient):
         sign_type = (signed_headers["signType"] or self.config.sign_type).upper()
         public_key_pem = ""
         if sign_type == signing.SIGN_TYPE_RSA:
-            values = account_settings(SETTINGS_PREFIX, self.merchant_account, required=["PLATFORM_PUBLIC_KEY"])
-            public_key_pem = _pem(values["PLATFORM_PUBLIC_KEY"])
-        invalid = SignatureInvalid(
-            gettext("The redemption platform callback signature does not verify."),
-            provider=self.provider,
-            operation="callback",
-        )
+            public_key_pem = self.config.platform_public_key_pem
+            if not public_key_pem:  # names the missing variable
+                account_settings(SETTINGS_PREFIX, self.merchant_account, required=["PLATFORM_PUBLIC_KEY"])
+
+        def invalid() -> SignatureInvalid:
+            return SignatureInvalid(
+                gettext("The redemption platform callback signature does not verify."),
+                provider=self.provider,
+                operation="callback",
+            )
+
         try:
             text = body.decode("utf-8")
             valid = signing.verify(
@@ -318,7 +322,7 @@ class ExchangeClient(ProviderClient):
                 md5_key=self.config.md5_key,
             )
         except UnicodeDecodeError as err:
-            raise invalid from err
+            raise invalid() from err
         except ValueError as err:
             raise ProviderMisconfigured(
                 gettext("%(variable)s is not a PEM RSA public key.")
@@ -326,7 +330,7 @@ class ExchangeClient(ProviderClient):
                 provider=self.provider,
             ) from err
         if not valid or signed_headers["businessId"] != self.config.business_id:
-            raise invalid
+            raise invalid()
         try:
             payload = json.loads(text, parse_float=Decimal)
             order_code, biz_code = str(payload["orderCode"]), str(payload["bizCode"])
