@@ -271,13 +271,19 @@ def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
     import psutil
 
     def is_postgres(process) -> bool:
+        if process is None:
+            return False
         with contextlib.suppress(psutil.Error):
             return process.name() == "postgres"
         return False
 
+    def parent(process):
+        with contextlib.suppress(psutil.Error):
+            return process.parent()
+        return None
+
     postmasters = [
-        process for process in psutil.process_iter()
-        if is_postgres(process) and not is_postgres(psutil.Process(process.ppid()))
+        process for process in psutil.process_iter() if is_postgres(process) and not is_postgres(parent(process))
     ]
     snapshot = {name: sum(cpu_seconds(psutil.Process(pid)) for pid in pids) for name, pids in groups.items()}
     snapshot["PostgreSQL"] = sum(cpu_seconds(process) for process in postmasters)
@@ -368,7 +374,7 @@ def run(total: int) -> None:
             wait_for_workers(WORKERS)
             cpu_groups = {
                 "workers": [worker.pid for worker in workers], "web server": [web.pid],
-                "sandbox": [sandbox.pid], "this process": [],
+                "sandbox": [sandbox.pid],
             }
             cpu_before = cpu_snapshot(cpu_groups)
             own_cpu_before = time.process_time()
@@ -383,7 +389,7 @@ def run(total: int) -> None:
             time.sleep(0.5)
         elapsed = time.perf_counter() - started
         cpu_after = cpu_snapshot(cpu_groups)
-        cpu_after["this process"] = time.process_time() - own_cpu_before
+        own_cpu = time.process_time() - own_cpu_before
         run_steal = steal.report()
     finally:
         for process in [*workers, web]:
@@ -430,7 +436,8 @@ def run(total: int) -> None:
           f"   (all {total:,} were queued before the workers started: this is mostly the wait in the queue)")
     print(f"submitted -> final:  p50 {statistics.median(sent_to_final):6.2f} s   "
           f"p95 {percentile(sent_to_final, 0.95):6.2f} s")
-    cpu_used = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+    cpu_used = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
+    cpu_used["this process"] = own_cpu
     print(f"CPU per final order: {'  '.join(f'{name} {seconds / len(rows) * 1000:.2f} ms' for name, seconds in cpu_used.items())}"
           f"  = {sum(cpu_used.values()) / len(rows) * 1000:.2f} ms in all; machine busy "
           f"{sum(cpu_used.values()) / elapsed / (os.cpu_count() or 1):.0%} of {os.cpu_count()} cores")

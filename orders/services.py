@@ -589,13 +589,17 @@ class _Acceptances:
         self.changes: dict[int, dict] = {}
         self.since = 0.0
 
-    def add(self, order: RechargeOrder, result: ProviderResult) -> None:
+    def take(self, order: RechargeOrder, result: ProviderResult) -> bool:
+        """Keep an answer to write with the others if it is a plain acceptance; False for any other answer."""
+        if result.outcome != Outcome.ACCEPTED or result.card_secrets:
+            return False
         if not self.changes:
             self.since = time.monotonic()
         self.changes[order.pk] = _status_changes(
             OrderStatus.ACCEPTED, reason=result.message,
             **_answer_fields(result.upstream_reference, result.settlement_price),
         )
+        return True
 
     def write_if_due(self) -> None:
         if self.changes and time.monotonic() - self.since >= self.WRITE_SECONDS:
@@ -633,8 +637,7 @@ def _submit_one(order: RechargeOrder, client, accepted: _Acceptances) -> str:
         if isinstance(err, ProviderNotReached):
             raise
         return _apply_error([order.pk], err)
-    if result.outcome == Outcome.ACCEPTED and not result.card_secrets:
-        accepted.add(order, result)
+    if accepted.take(order, result):
         return OrderStatus.ACCEPTED
     return _apply_result(order.pk, result, from_statuses=[OrderStatus.SUBMITTING])
 
@@ -676,9 +679,7 @@ def batch_submit_chunk(*, batch_id: int, chunk_number: int, order_ids: Sequence[
             if item is None:  # the answer did not mention it: its fate is not known
                 _apply(order.pk, OrderStatus.UNKNOWN, from_statuses=[OrderStatus.SUBMITTING],
                        reason=_("Missing from the batch answer."))
-            elif item.outcome == Outcome.ACCEPTED and not item.card_secrets:
-                accepted.add(order, item)
-            else:
+            elif not accepted.take(order, item):
                 _apply_result(order.pk, item, from_statuses=[OrderStatus.SUBMITTING])
     finally:
         accepted.write()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.db import connections, models, router
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -79,14 +81,23 @@ class ProviderCall(models.Model):
         unchanging text is prepared once per connection (see DATABASES["call_log"]).
         """
         connection = connections[router.db_for_write(ProviderCall)]
-        quote = connection.ops.quote_name
         columns = [column for column in self._meta.concrete_fields if not column.primary_key]
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {quote(self._meta.db_table)} ({', '.join(quote(c.column) for c in columns)}) "  # noqa: S608
-                f"VALUES ({', '.join(['%s'] * len(columns))}) RETURNING {quote(self._meta.pk.column)}",
+                _insert_statement(connection.alias),
                 [column.get_db_prep_save(column.pre_save(self, True), connection) for column in columns],
             )
             self.pk = cursor.fetchone()[0]
         self._state.adding = False
         self._state.db = connection.alias
+
+
+@functools.cache
+def _insert_statement(alias: str) -> str:
+    """ProviderCall.insert's SQL: the same text for every row, so it is written once per connection alias."""
+    meta, quote = ProviderCall._meta, connections[alias].ops.quote_name
+    columns = [quote(column.column) for column in meta.concrete_fields if not column.primary_key]
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 - names from the model
+        f"VALUES ({', '.join(['%s'] * len(columns))}) RETURNING {quote(meta.pk.column)}"
+    )
