@@ -1,10 +1,11 @@
-"""Route the call log and the callback nonces to their own connection, so they commit independently."""
+"""Route the call log to its own connection, so it commits independently of the business transaction."""
 
 CALL_LOG_ALIAS = "call_log"
 
 # What an upstream sent or was sent, kept whatever becomes of the business transaction around it;
-# none of it carries a history context.
-CALL_LOG_MODELS = {"providers.ProviderCall", "orders.CallbackNonce"}
+# none of it carries a history context. (A callback's nonce is not among them: it is taken in the
+# same transaction as the callback's changes, see orders.services.exchange_callback_apply.)
+CALL_LOG_MODELS = {"providers.ProviderCall"}
 
 
 class CallLogRouter:

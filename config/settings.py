@@ -113,9 +113,8 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # when the business transaction around an upstream call rolls back (config.routers).
 # It carries no history context (pghistory prefixes its context to the writes of the default
 # connection only, as a second statement, which rules out server-side parameters there), so it
-# binds parameters on the server and prepares what it repeats: the INSERTs written for every
-# upstream call, callback and callback nonce are parsed and planned once per connection, not
-# once per call.
+# binds parameters on the server and prepares what it repeats: the INSERT written for every
+# upstream call and callback is parsed and planned once per connection, not once per call.
 DATABASES["call_log"] = {
     **DATABASES["default"],
     "OPTIONS": {**DATABASES["default"]["OPTIONS"], "server_side_binding": True, "prepare_threshold": 2},

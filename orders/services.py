@@ -9,6 +9,7 @@ change goes through `order_transition` on a locked row.
 from __future__ import annotations
 
 import datetime
+import enum
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -171,9 +172,13 @@ def _move_without_money(
     """
     if to_status == OrderStatus.FAILED:
         raise ValueError("a move to FAILED may release money: use order_transition on a locked row")
-    allowed = [status for status in from_statuses if to_status in ORDER_TRANSITIONS[status]]
     changes = _status_changes(to_status, reason=reason, actor=actor, **fields)
-    return bool(_update_if_status(lookup, allowed, changes))
+    return bool(_update_if_status(lookup, _statuses_moving_to(to_status, from_statuses), changes))
+
+
+def _statuses_moving_to(to_status: str, from_statuses: Iterable[str]) -> list[str]:
+    """Those of `from_statuses` from which the lifecycle allows a move to `to_status`."""
+    return [status for status in from_statuses if to_status in ORDER_TRANSITIONS[status]]
 
 
 def _update_if_status(lookup: dict, statuses: Sequence[str], changes: dict) -> list[int]:
@@ -185,6 +190,40 @@ def _update_if_status(lookup: dict, statuses: Sequence[str], changes: dict) -> l
     ORM statement cost more CPU than PostgreSQL spends carrying it out.
     """
     connection = connections[router.db_for_write(RechargeOrder)]
+    update, arguments = _conditional_update(connection, lookup, statuses, changes)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{update} RETURNING {connection.ops.quote_name(RechargeOrder._meta.pk.column)}", arguments)
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def _update_if_status_and_nonce_fresh(
+    nonce: tuple[str, str], lookup: dict, statuses: Sequence[str], changes: dict
+) -> tuple[bool, bool]:
+    """Record a callback's (provider, nonce) and, only if it was new, `_update_if_status`: one statement.
+
+    Returns (the nonce was new, an order moved). A callback is answered for every order, and
+    this is the whole of what most of them write: one statement and one commit rather than one
+    for the nonce and one for the order. A replayed nonce is refused by the unique constraint
+    (ON CONFLICT DO NOTHING inserts nothing, so nothing moves); two deliveries of one nonce at
+    once wait for each other on the constraint, and the second finds it taken.
+    """
+    connection = connections[router.db_for_write(RechargeOrder)]
+    update, arguments = _conditional_update(connection, lookup, statuses, changes)
+    nonces = connection.ops.quote_name(CallbackNonce._meta.db_table)  # the model's own table name, not input
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH fresh AS (INSERT INTO {nonces} (provider, nonce, received_at) VALUES (%s, %s, %s) "  # noqa: S608
+            "ON CONFLICT ON CONSTRAINT callback_nonce_once DO NOTHING RETURNING 1), "
+            f"moved AS ({update} AND EXISTS (SELECT FROM fresh) RETURNING 1) "
+            "SELECT EXISTS (SELECT FROM fresh), EXISTS (SELECT FROM moved)",
+            [*nonce, timezone.now(), *arguments],
+        )
+        fresh, moved = cursor.fetchone()
+    return fresh, moved
+
+
+def _conditional_update(connection, lookup: dict, statuses: Sequence[str], changes: dict) -> tuple[str, list]:
+    """The UPDATE of `_update_if_status` without its RETURNING clause, and its arguments."""
     meta = RechargeOrder._meta
     assignments, values = [], []
     for name, value in changes.items():
@@ -203,13 +242,11 @@ def _update_if_status(lookup: dict, statuses: Sequence[str], changes: dict) -> l
             arguments.append(column.get_db_prep_value(value, connection))
         else:
             raise ValueError(f"unsupported lookup {key!r}")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {connection.ops.quote_name(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608 - names from the model
-            f"WHERE {' AND '.join(conditions)} RETURNING {connection.ops.quote_name(meta.pk.column)}",
-            [*values, *arguments],
-        )
-        return sorted(row[0] for row in cursor.fetchall())
+    update = (
+        f"UPDATE {connection.ops.quote_name(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608 - names from the model
+        f"WHERE {' AND '.join(conditions)}"
+    )
+    return update, [*values, *arguments]
 
 
 def _db_value(column, value, connection):
@@ -765,8 +802,8 @@ def callback_nonce_accept(*, provider: str, nonce: str) -> bool:
     """Remember a callback's nonce; False if it was seen before (a replay).
 
     One statement: the unique constraint refuses the replay and ON CONFLICT DO NOTHING turns that
-    into a row count of 0, so no transaction or savepoint is needed around it. It runs on the call
-    log's connection (config.routers), where it is prepared once per connection.
+    into a row count of 0, so no savepoint is needed around it. Inside the caller's transaction,
+    so the nonce is taken exactly when the callback's changes are committed.
     """
     table = CallbackNonce._meta.db_table  # the model's own table name, not input
     with connections[router.db_for_write(CallbackNonce)].cursor() as cursor:
@@ -783,28 +820,42 @@ CALLBACK_FROM_STATUSES = [
 ]
 
 
-def exchange_callback_apply(*, callback: ExchangeCallback) -> bool:
-    """Apply a verified status callback; True only for the delivery that changed the order."""
+class CallbackEffect(enum.Enum):
+    CHANGED = "changed"  # this delivery moved the order
+    ALREADY_APPLIED = "already applied"  # an earlier delivery (or a query) had: nothing to do
+    REPLAYED = "replayed"  # its nonce was seen before: refused, nothing done
+
+
+def exchange_callback_apply(*, callback: ExchangeCallback, nonce: str) -> CallbackEffect:
+    """Apply a verified status callback once per nonce; only the first delivery can change the order."""
     status = OUTCOME_STATUS.get(callback.status)
     order = {"provider": UpstreamProvider.EXCHANGE, "client_reference": callback.biz_code}
     if status == OrderStatus.SUCCEEDED:
-        # The common case moves no money: one conditional UPDATE. A retried delivery updates nothing.
-        if _move_without_money(order, status, from_statuses=CALLBACK_FROM_STATUSES, reason=callback.message,
-                               **_answer_fields(callback.order_code, callback.settlement_price)):
-            return True
+        # The common case moves no money: the nonce and the order in one statement.
+        fresh, moved = _update_if_status_and_nonce_fresh(
+            (UpstreamProvider.EXCHANGE, nonce), order, _statuses_moving_to(status, CALLBACK_FROM_STATUSES),
+            _status_changes(status, reason=callback.message,
+                            **_answer_fields(callback.order_code, callback.settlement_price)),
+        )
+        if not fresh:
+            return CallbackEffect.REPLAYED
+        if moved:
+            return CallbackEffect.CHANGED
         if not RechargeOrder.objects.filter(**order).exists():
             raise ValidationError(_("No order %(reference)s.") % {"reference": callback.biz_code})
-        return False
+        return CallbackEffect.ALREADY_APPLIED
     with transaction.atomic():
+        if not callback_nonce_accept(provider=UpstreamProvider.EXCHANGE, nonce=nonce):
+            return CallbackEffect.REPLAYED
         locked = _locked_orders().filter(**order).first()
         if locked is None:
             raise ValidationError(_("No order %(reference)s.") % {"reference": callback.biz_code})
-        if status != OrderStatus.FAILED:
-            return False
-        return _apply_locked(
+        if status == OrderStatus.FAILED and _apply_locked(
             locked, status, from_statuses=CALLBACK_FROM_STATUSES, reason=callback.message,
             upstream_order_no=callback.order_code, settlement_price=callback.settlement_price,
-        )
+        ):
+            return CallbackEffect.CHANGED
+        return CallbackEffect.ALREADY_APPLIED
 
 
 def bst17_callback_apply(*, req_stream_id: str, outcome: str) -> bool:

@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from orders.models import UpstreamProvider
-from orders.services import bst17_callback_apply, callback_nonce_accept, exchange_callback_apply
+from orders.services import CallbackEffect, bst17_callback_apply, exchange_callback_apply
 from providers.base import scrub
 from providers.exceptions import InvalidRequest, ProviderError, SignatureInvalid
 from providers.models import CallDirection, ProviderCall
@@ -109,16 +109,16 @@ def _exchange_answer(request: HttpRequest, call: ProviderCall, body: bytes) -> H
     if abs(time.time() - sent_at) > CALLBACK_MAX_AGE_SECONDS:
         return _finish(call, 400, "stale timestamp", valid=True, error="timestamp outside the allowed window",
                        reference=callback.biz_code)
-    if not callback_nonce_accept(provider=UpstreamProvider.EXCHANGE, nonce=request.headers.get("nonce", "")):
-        return _finish(call, 409, "replayed nonce", valid=True, error="nonce already used", reference=callback.biz_code)
     try:
-        changed = exchange_callback_apply(callback=callback)
+        effect = exchange_callback_apply(callback=callback, nonce=request.headers.get("nonce", ""))
     except ValidationError as err:
         return _finish(call, 404, "unknown order", valid=True, error="; ".join(err.messages),
                        reference=callback.biz_code)
+    if effect == CallbackEffect.REPLAYED:
+        return _finish(call, 409, "replayed nonce", valid=True, error="nonce already used", reference=callback.biz_code)
     # SUCCESS tells the platform to stop retrying, whether this delivery or an earlier one applied it.
     return _finish(call, 200, "SUCCESS", valid=True, outcome=callback.status, reference=callback.biz_code,
-                   error="" if changed else "already applied")
+                   error="" if effect == CallbackEffect.CHANGED else "already applied")
 
 
 @csrf_exempt

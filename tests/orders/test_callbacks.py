@@ -154,6 +154,43 @@ def test_a_replayed_nonce_and_a_stale_timestamp_are_refused(client, accepted_ord
     assert ProviderCall.objects.filter(direction="callback").count() == 3
 
 
+def test_a_nonce_seen_on_one_order_moves_no_other(client, accepted_order, clerk, distributor, direct_charge_product):
+    other = order_create(distributor=distributor, product=direct_charge_product, actor=clerk,
+                         target_account="13800000001")
+    orders_place(ids=[other.pk], actor=clerk)
+    RechargeOrder.objects.filter(pk=other.pk).update(status=OrderStatus.ACCEPTED)
+    first_body, other_body = callback_body(accepted_order), callback_body(other)
+    updates_before = order_updates(other)
+
+    first = post(client, first_body, signed_headers(first_body, nonce="nonce-shared"))
+    replay = post(client, other_body, signed_headers(other_body, nonce="nonce-shared"))
+
+    assert first.status_code == 200 and replay.status_code == 409
+    assert RechargeOrder.objects.get(pk=accepted_order.pk).status == OrderStatus.SUCCEEDED
+    assert RechargeOrder.objects.get(pk=other.pk).status == OrderStatus.ACCEPTED
+    assert order_updates(other) == updates_before
+    stored = ProviderCall.objects.get(direction="callback", client_reference=other.client_reference)
+    assert stored.response_status == 409 and stored.error == "nonce already used"
+
+
+def test_a_nonce_is_taken_only_with_the_changes_of_its_callback(client, accepted_order, monkeypatch):
+    """A failure callback that breaks while applied leaves its nonce free, like everything else it did."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("ledger unavailable")
+
+    monkeypatch.setattr("orders.services.order_transition", broken)
+    client.raise_request_exception = False
+    body = callback_body(accepted_order, status="FAILED")
+    headers = signed_headers(body, nonce="nonce-after-failure")
+
+    broke = post(client, body, headers)
+    monkeypatch.undo()
+    retried = post(client, body, headers)
+
+    assert broke.status_code == 500 and retried.status_code == 200
+    assert RechargeOrder.objects.get(pk=accepted_order.pk).status == OrderStatus.FAILED
+
+
 def test_a_huge_body_and_malformed_json_are_refused(client, accepted_order):
     huge = "{" + '"x":"' + "a" * 100_000 + '"}'
     malformed = '{"orderCode": '
