@@ -305,6 +305,7 @@ def run(total: int) -> None:
     from distributors.services import Posting, distributor_open_accounts, ledger_balance_check, ledger_post
     from orders.models import FINAL_ORDER_STATUSES, OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
     from orders.services import order_create, orders_place
+    from providers.models import ProviderCall
     from providers.sandbox.vendors import demo_environment
 
     sandbox_port, web_port = free_port(), free_port()
@@ -426,7 +427,6 @@ def run(total: int) -> None:
     never_sent = len(references) - len(received)
     callbacks_delivered = sum(1 for code in stats["callbacks_delivered"] if code in references)
     check = ledger_balance_check(triggered_by="bench")
-    from providers.models import ProviderCall
     call_latencies = [ms / 1000 for ms in ProviderCall.objects.filter(operation="VIPCharge", latency_ms__isnull=False)
                       .values_list("latency_ms", flat=True)]
 

@@ -209,17 +209,14 @@ def _update_if_status_and_nonce_fresh(
     """
     connection = connections[router.db_for_write(RechargeOrder)]
     update, arguments = _conditional_update(connection, lookup, statuses, changes)
-    nonces = connection.ops.quote_name(CallbackNonce._meta.db_table)  # the model's own table name, not input
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH fresh AS (INSERT INTO {nonces} (provider, nonce, received_at) VALUES (%s, %s, %s) "  # noqa: S608
-            "ON CONFLICT ON CONSTRAINT callback_nonce_once DO NOTHING RETURNING 1), "
+            f"WITH fresh AS ({_nonce_insert(connection)} RETURNING 1), "
             f"moved AS ({update} AND EXISTS (SELECT FROM fresh) RETURNING 1) "
             "SELECT EXISTS (SELECT FROM fresh), EXISTS (SELECT FROM moved)",
             [*nonce, timezone.now(), *arguments],
         )
-        fresh, moved = cursor.fetchone()
-    return fresh, moved
+        return tuple(cursor.fetchone())
 
 
 def _conditional_update(connection, lookup: dict, statuses: Sequence[str], changes: dict) -> tuple[str, list]:
@@ -805,14 +802,19 @@ def callback_nonce_accept(*, provider: str, nonce: str) -> bool:
     into a row count of 0, so no savepoint is needed around it. Inside the caller's transaction,
     so the nonce is taken exactly when the callback's changes are committed.
     """
-    table = CallbackNonce._meta.db_table  # the model's own table name, not input
-    with connections[router.db_for_write(CallbackNonce)].cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (provider, nonce, received_at) VALUES (%s, %s, %s) "  # noqa: S608
-            "ON CONFLICT ON CONSTRAINT callback_nonce_once DO NOTHING",
-            [provider, nonce, timezone.now()],
-        )
+    connection = connections[router.db_for_write(CallbackNonce)]
+    with connection.cursor() as cursor:
+        cursor.execute(_nonce_insert(connection), [provider, nonce, timezone.now()])
         return cursor.rowcount == 1
+
+
+def _nonce_insert(connection) -> str:
+    """The INSERT of a (provider, nonce, received_at) that inserts nothing if the nonce was seen."""
+    table = connection.ops.quote_name(CallbackNonce._meta.db_table)  # the model's own table name, not input
+    return (
+        f"INSERT INTO {table} (provider, nonce, received_at) VALUES (%s, %s, %s) "  # noqa: S608
+        "ON CONFLICT ON CONSTRAINT callback_nonce_once DO NOTHING"
+    )
 
 
 CALLBACK_FROM_STATUSES = [
