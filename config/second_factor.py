@@ -16,7 +16,6 @@ from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -25,6 +24,7 @@ from django_otp import match_token, user_has_device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from config.redirects import next_url
 from config.security import is_verified
 
 BACKUP_CODE_COUNT = 10
@@ -39,10 +39,7 @@ class TokenForm(forms.Form):
 
 
 def _next_url(request, site) -> str:
-    candidate = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return candidate
-    return reverse("admin:index", current_app=site.name)
+    return next_url(request, default=reverse("admin:index", current_app=site.name))
 
 
 def qr_code_svg(data: str) -> str:

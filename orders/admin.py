@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy
 from config.admin_actions import confirmed_action
 from config.admin_mixins import ReadOnlyAdminMixin, ReadOnlyInlineMixin
 from config.admin_paging import LargeTableAdminMixin, RelatedCodeSearchMixin
+from config.redirects import next_url
 from config.spreadsheet_import import FileRefused
 from config.spreadsheets import xlsx_bytes
 from distributors.models import Account, AccountKind, Distributor
@@ -104,7 +105,7 @@ class ProductAdmin(admin.ModelAdmin):
                 % {"created": created, "updated": updated, "credit": balance.credit},
                 messages.SUCCESS,
             )
-        return HttpResponseRedirect(request.POST.get("next") or reverse("admin:orders_product_changelist"))
+        return HttpResponseRedirect(next_url(request, default=reverse("admin:orders_product_changelist")))
 
 
 class CardSecretInline(ReadOnlyInlineMixin, admin.TabularInline):
