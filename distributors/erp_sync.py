@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from distributors.models import ErpSync, ErpTarget, FundTransaction, FundTransactionType, PaymentChannel, SyncStatus
 from providers.best_gerp import client as best
-from providers.exceptions import InvalidRequest, OutcomeUnknown, ProviderError, ProviderNotReached, ProviderRejected
+from providers.exceptions import Consequence, ProviderError, consequence_of
 from providers.wdt import client as wdt
 
 logger = logging.getLogger(__name__)
@@ -135,20 +135,19 @@ def erp_sync_submit(*, erp_sync_id: int) -> str:
         else:
             client = wdt.WdtClient(merchant_account=sync.merchant_account)
             result = client.create_recharge_order(wdt_request(fund_transaction, sync.client_reference), record=sync)
-    except ProviderNotReached as err:
-        # Nothing left the building: back in the queue, the job is retried.
-        _finish(sync, SyncStatus.QUEUED, error=str(err))
-        raise
-    except (ProviderRejected, InvalidRequest) as err:
-        _finish(sync, SyncStatus.FAILED, error=str(err))
-        return SyncStatus.FAILED
-    except OutcomeUnknown as err:
+    except ProviderError as err:
+        consequence = consequence_of(err)
+        if consequence is Consequence.SEND_AGAIN:
+            # Nothing left the building: back in the queue, the job is retried.
+            _finish(sync, SyncStatus.QUEUED, error=str(err))
+            raise
+        if consequence is Consequence.NOT_CARRIED_OUT:
+            # FAILED may be retried by a person: only when the ERP certainly did not record it.
+            _finish(sync, SyncStatus.FAILED, error=str(err))
+            return SyncStatus.FAILED
         # No query API exists for these records: a person checks the ERP and decides.
         _finish(sync, SyncStatus.MANUAL_REVIEW, error=_("Outcome unknown, check the ERP: %(error)s") % {"error": err})
         return SyncStatus.MANUAL_REVIEW
-    except ProviderError as err:  # misconfiguration, signature problems: nothing certain was sent
-        _finish(sync, SyncStatus.FAILED, error=str(err))
-        return SyncStatus.FAILED
     _finish(sync, SyncStatus.SUCCEEDED, upstream_reference=result.upstream_reference)
     return SyncStatus.SUCCEEDED
 

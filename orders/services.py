@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from distributors.exceptions import InsufficientFunds
-from distributors.models import AccountKind, Distributor, EntryKind
+from distributors.models import AccountKind, Distributor, DistributorStatus, EntryKind
 from distributors.services import Posting, ledger_post
 from orders.models import (
     ORDER_TRANSITIONS,
@@ -40,15 +40,11 @@ from orders.models import (
 )
 from orders.pins import decrypt_pin, encrypt_pin
 from providers.bst17.client import Bst17Client, Bst17QueryTooFrequent
-from providers.exceptions import InvalidRequest, OutcomeUnknown, ProviderError, ProviderNotReached, ProviderRejected
+from providers.exceptions import Consequence, ProviderError, ProviderNotReached, consequence_of
 from providers.exchange.client import BatchItem, ExchangeCallback, ExchangeClient
 from providers.results import CardSecretData, Outcome, ProviderResult
 
 logger = logging.getLogger(__name__)
-
-# 17bst answers a reused reqStreamId with 1016: an earlier request with it may exist, so the
-# order is queried, never failed (failing it could lose money the upstream already took).
-BST17_DUPLICATE_STREAM_ID = "1016"
 
 OUTCOME_STATUS = {
     Outcome.ACCEPTED: OrderStatus.ACCEPTED,
@@ -65,17 +61,54 @@ class OrderTransitionRefused(ValidationError):
 # --- creating and placing ---------------------------------------------------------------------
 
 
-def order_price(*, product: Product, quantity: int, face_value: Decimal | None) -> Decimal:
-    """What the distributor pays: the stated face value for open-amount products, else the sale price."""
+@dataclass(frozen=True)
+class OrderTerms:
+    """What an order sends and what it holds, from its product, quantity and stated face value."""
+
+    face_value: Decimal | None
+    price: Decimal
+
+
+def order_terms(*, product: Product, quantity: int, face_value: Decimal | None) -> OrderTerms:
+    """The one rule for an order's price: the stated face value for open-amount products, else the sale price.
+
+    A face value is sent upstream (batch `spec`), so it is taken only where the product takes one: on
+    a fixed-price product any other face value would be charged upstream differently from what we
+    hold. The product's own face value, copied from the product list, means nothing more and is dropped.
+    """
     if product.needs_face_value:
         if face_value is None or face_value <= 0:
             raise ValidationError({"face_value": _("This product needs the face value to charge.")})
         unit = face_value
     else:
+        if face_value is not None and face_value != product.face_value:
+            raise ValidationError({"face_value": _("This product has a fixed price; leave the face value empty.")})
+        face_value = None
         if product.sale_price is None:
             raise ValidationError({"product": _("This product has no price to distributors yet.")})
         unit = product.sale_price
-    return (unit * quantity).quantize(Decimal("0.01"))
+    return OrderTerms(face_value=face_value, price=(unit * quantity).quantize(Decimal("0.01")))
+
+
+def order_price(*, product: Product, quantity: int, face_value: Decimal | None) -> Decimal:
+    """What the distributor pays (order_terms' price)."""
+    return order_terms(product=product, quantity=quantity, face_value=face_value).price
+
+
+def order_check(*, distributor: Distributor, product: Product, target_account: str, quantity: int) -> None:
+    """What an order must be, whoever writes it (form, batch page, import, placement)."""
+    if distributor.status != DistributorStatus.ACTIVE:
+        raise ValidationError({"distributor": _("Distributor %(distributor)s is %(status)s: it gets no orders.") % {
+            "distributor": distributor.code, "status": distributor.get_status_display()}})
+    if not product.active:
+        raise ValidationError({"product": _("This product is not on sale.")})
+    if product.kind == OrderKind.DIRECT_CHARGE:
+        if not target_account.strip():
+            raise ValidationError({"target_account": _("A direct charge needs the account to charge.")})
+        if quantity != 1:
+            raise ValidationError({"quantity": _("A direct charge is for exactly one account.")})
+    if quantity is None or quantity < 1:
+        raise ValidationError({"quantity": _("The quantity must be at least 1.")})
 
 
 def order_create(
@@ -91,15 +124,8 @@ def order_create(
     batch: OrderBatch | None = None,
 ) -> RechargeOrder:
     """Record a draft order; its order number (client reference) is fixed now, before anything is sent."""
-    if not product.active:
-        raise ValidationError({"product": _("This product is not on sale.")})
-    if product.kind == OrderKind.DIRECT_CHARGE:
-        if not target_account.strip():
-            raise ValidationError({"target_account": _("A direct charge needs the account to charge.")})
-        if quantity != 1:
-            raise ValidationError({"quantity": _("A direct charge is for exactly one account.")})
-    if quantity < 1:
-        raise ValidationError({"quantity": _("The quantity must be at least 1.")})
+    order_check(distributor=distributor, product=product, target_account=target_account, quantity=quantity)
+    terms = order_terms(product=product, quantity=quantity, face_value=face_value)
     order = RechargeOrder(
         distributor=distributor,
         product=product,
@@ -111,12 +137,52 @@ def order_create(
         mobile=mobile.strip(),
         attach_values=attach_values.strip(),
         quantity=quantity,
-        face_value=face_value,
-        price_charged=order_price(product=product, quantity=quantity, face_value=face_value),
+        face_value=terms.face_value,
+        price_charged=terms.price,
         created_by=actor,
     )
     order.full_clean()
     order.save()
+    return order
+
+
+# What a clerk may change on a draft order; the rest follows from these (price, provider, kind).
+ORDER_EDITABLE_FIELDS = ("distributor", "product", "target_account", "mobile", "attach_values", "quantity",
+                         "face_value")
+
+
+@transaction.atomic
+def order_update(*, order_id: int, actor, **changes) -> RechargeOrder:
+    """Change a draft order and price it again, through the same checks as order_create.
+
+    Saved only while the order is still a draft (under its row lock): an edit racing a placement
+    either lands before it, and is what gets held, or is refused. An item of a batch is fixed: its
+    product and distributor are the batch's.
+    """
+    unknown = set(changes) - set(ORDER_EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not editable on an order: {sorted(unknown)}")
+    order = _locked_orders().select_related("distributor", "product").get(pk=order_id)
+    if order.status != OrderStatus.DRAFT:
+        raise OrderTransitionRefused(
+            _("Order %(order)s is %(status)s: only a draft can be changed.")
+            % {"order": order, "status": order.get_status_display()}
+        )
+    if order.batch_id:
+        raise OrderTransitionRefused(
+            _("Order %(order)s belongs to batch %(batch)s: its items are not edited one by one.")
+            % {"order": order, "batch": order.batch}
+        )
+    for name, value in changes.items():
+        setattr(order, name, value.strip() if isinstance(value, str) else value)
+    order_check(distributor=order.distributor, product=order.product, target_account=order.target_account,
+                 quantity=order.quantity)
+    terms = order_terms(product=order.product, quantity=order.quantity, face_value=order.face_value)
+    order.face_value, order.price_charged = terms.face_value, terms.price
+    order.provider, order.merchant_account, order.kind = (
+        order.product.provider, order.product.merchant_account, order.product.kind)
+    order.full_clean()
+    order.save(update_fields=[*changes, "face_value", "price_charged", "provider", "merchant_account", "kind"])
     return order
 
 
@@ -302,6 +368,18 @@ class PlaceResult:
 
 
 def _hold_and_queue(order: RechargeOrder, actor) -> None:
+    """Price the locked draft as it is now, hold that price and queue it.
+
+    Priced again here, whatever was stored when it was written: what is held is always what the one
+    pricing rule gives for what will be sent (product, quantity, face value), and a distributor
+    suspended or a product taken off sale since then stops it.
+    """
+    order_check(distributor=order.distributor, product=order.product, target_account=order.target_account,
+                 quantity=order.quantity)
+    terms = order_terms(product=order.product, quantity=order.quantity, face_value=order.face_value)
+    if terms.face_value != order.face_value:
+        raise ValidationError({"face_value": _("This product has a fixed price; leave the face value empty.")})
+    order.price_charged = terms.price
     if order.price_charged > 0:
         ledger_post(
             distributor=order.distributor,
@@ -311,7 +389,7 @@ def _hold_and_queue(order: RechargeOrder, actor) -> None:
             cause=order,
             memo=_("Order %(order)s: payment held") % {"order": order},
         )
-    order_transition(order, OrderStatus.QUEUED, queued_at=timezone.now())
+    order_transition(order, OrderStatus.QUEUED, queued_at=timezone.now(), price_charged=order.price_charged)
 
 
 def orders_place(*, ids: Iterable[int], actor) -> PlaceResult:
@@ -343,7 +421,7 @@ def orders_place(*, ids: Iterable[int], actor) -> PlaceResult:
 
 
 def _place_one(order_id: int, actor) -> None:
-    order = _locked_orders().select_related("distributor").get(pk=order_id)
+    order = _locked_orders().select_related("distributor", "product").get(pk=order_id)
     if order.status != OrderStatus.DRAFT:
         raise OrderTransitionRefused(_("It is %(status)s, not a draft.") % {"status": order.get_status_display()})
     if order.batch_id:
@@ -435,12 +513,18 @@ def batch_place(*, batch_id: int, actor) -> int:
 
     batch = OrderBatch.objects.select_for_update().get(pk=batch_id)
     orders = list(
-        _locked_orders().select_related("distributor")
+        _locked_orders().select_related("distributor", "product")
         .filter(batch=batch, status=OrderStatus.DRAFT).order_by("pk")
     )
     if not orders:
         raise OrderTransitionRefused(_("Batch %(batch)s has no draft items to place.") % {"batch": batch})
+    _batch_product_check(batch.product)
     for order in orders:
+        # The batch sends its own product for every item: an item priced on anything else is refused.
+        if (order.product_id, order.distributor_id) != (batch.product_id, batch.distributor_id):
+            raise OrderTransitionRefused(
+                _("Item %(order)s is not for the batch's distributor and product.") % {"order": order}
+            )
         _hold_and_queue(order, actor)
     for number, start in enumerate(range(0, len(orders), batch.chunk_size), start=1):
         chunk = [order.pk for order in orders[start : start + batch.chunk_size]]
@@ -550,18 +634,18 @@ def _apply_result(order_id: int, result: ProviderResult, *, from_statuses: Itera
     return status
 
 
+# What a failed call does to the orders it carried (providers.exceptions.consequence_of is the rule):
+# only FAILED releases their held price.
+STATUS_AFTER_ERROR = {
+    Consequence.SEND_AGAIN: OrderStatus.QUEUED,
+    Consequence.NOT_CARRIED_OUT: OrderStatus.FAILED,
+    Consequence.MAYBE_CARRIED_OUT: OrderStatus.UNKNOWN,
+}
+
+
 def _apply_error(order_ids: Sequence[int], err: ProviderError) -> str:
     """Map a failed call to a status for every order it carried; re-raises when a retry is safe."""
-    if isinstance(err, ProviderNotReached):
-        status = OrderStatus.QUEUED
-    elif isinstance(err, ProviderRejected) and err.code == BST17_DUPLICATE_STREAM_ID:
-        status = OrderStatus.UNKNOWN
-    elif isinstance(err, (ProviderRejected, InvalidRequest)):
-        status = OrderStatus.FAILED
-    elif isinstance(err, OutcomeUnknown):
-        status = OrderStatus.UNKNOWN
-    else:  # misconfiguration and the like: certain that nothing was carried out
-        status = OrderStatus.FAILED
+    status = STATUS_AFTER_ERROR[consequence_of(err)]
     for order_id in order_ids:
         _apply(order_id, status, from_statuses=[OrderStatus.SUBMITTING], reason=str(err))
     if status == OrderStatus.QUEUED:

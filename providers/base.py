@@ -31,11 +31,12 @@ from requests.utils import get_environ_proxies
 from urllib3.util.retry import Retry
 
 from providers.exceptions import (
+    Consequence,
     InvalidRequest,
     OutcomeUnknown,
     ProviderError,
     ProviderNotReached,
-    ProviderRejected,
+    consequence_of,
 )
 from providers.models import ProviderCall
 from providers.results import Outcome, ProviderResult
@@ -204,6 +205,7 @@ class ProviderClient:
                     f"Unreadable answer: {err}", provider=self.provider, operation=request.operation
                 ) from err
         except ProviderError as err:
+            err.sent = response is not None or not isinstance(err, ProviderNotReached)
             self._finish(call, started, response, secrets, outcome=self._outcome_of(err), error=err)
             raise
         except BaseException as err:
@@ -263,11 +265,11 @@ class ProviderClient:
 
     @staticmethod
     def _outcome_of(err: ProviderError) -> str:
-        if isinstance(err, ProviderRejected):
-            return Outcome.FAILED
-        if isinstance(err, ProviderNotReached):
-            return ""  # nothing happened upstream
-        return Outcome.UNKNOWN
+        return {
+            Consequence.SEND_AGAIN: "",  # nothing happened upstream
+            Consequence.NOT_CARRIED_OUT: Outcome.FAILED,
+            Consequence.MAYBE_CARRIED_OUT: Outcome.UNKNOWN,
+        }[consequence_of(err)]
 
     def _finish(self, call, started, response, secrets, *, outcome, code="", error=None) -> None:
         call.latency_ms = int((time.monotonic() - started) * 1000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 from django.utils.translation import gettext_lazy as _
 
 
@@ -10,6 +12,9 @@ class ProviderError(Exception):
 
     retry_safe = False
     default_message = _("The upstream call failed.")
+    # Set by the transport (ProviderClient.execute) when the error arose after the request left:
+    # from then on only the upstream's own definite refusal proves nothing was carried out.
+    sent = False
 
     def __init__(self, message: str | None = None, *, provider: str = "", operation: str = "") -> None:
         self.message = str(message or self.default_message)
@@ -29,9 +34,15 @@ class ProviderRejected(ProviderError):
     """A definite business refusal, with the vendor's own code and message."""
 
     default_message = _("The upstream refused the request.")
+    # False where the vendor refuses this request but something may still have been carried out
+    # under its reference (17bst's "duplicate reqStreamId": an earlier request may exist).
+    proves_not_carried_out = True
 
-    def __init__(self, message: str | None = None, *, code: str = "", **kwargs) -> None:
+    def __init__(self, message: str | None = None, *, code: str = "", proves_not_carried_out: bool | None = None,
+                 **kwargs) -> None:
         self.code = str(code)
+        if proves_not_carried_out is not None:
+            self.proves_not_carried_out = proves_not_carried_out
         super().__init__(message, **kwargs)
 
     def __str__(self) -> str:
@@ -64,3 +75,28 @@ class InvalidRequest(ProviderError):
     def __init__(self, message: str | None = None, *, field: str = "", **kwargs) -> None:
         self.field = field
         super().__init__(message, **kwargs)
+
+
+class Consequence(enum.Enum):
+    """What a failed call means for the business record it carried: the one rule, for every vendor."""
+
+    SEND_AGAIN = "send again"  # nothing reached the upstream: the same request may go again later
+    NOT_CARRIED_OUT = "not carried out"  # certainly not done upstream: money held for it may be released
+    MAYBE_CARRIED_OUT = "maybe carried out"  # it may have been done: hold the money, query or ask a person
+
+
+def consequence_of(err: ProviderError) -> Consequence:
+    """Only "nothing was sent" and a definite business refusal may release money or allow a resend.
+
+    Our own checks (InvalidRequest) and a missing setting (ProviderMisconfigured) stop a call before
+    anything is sent, so nothing was carried out; the same classes raised while reading an answer
+    (a card PIN that does not decrypt: the cards were delivered and paid for) mean the opposite.
+    Anything not listed here, and any new class, may have been carried out.
+    """
+    if isinstance(err, ProviderNotReached):
+        return Consequence.SEND_AGAIN
+    if isinstance(err, ProviderRejected):
+        return Consequence.NOT_CARRIED_OUT if err.proves_not_carried_out else Consequence.MAYBE_CARRIED_OUT
+    if isinstance(err, (InvalidRequest, ProviderMisconfigured)) and not err.sent:
+        return Consequence.NOT_CARRIED_OUT
+    return Consequence.MAYBE_CARRIED_OUT

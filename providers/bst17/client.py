@@ -25,7 +25,7 @@ from django.utils.translation import gettext
 
 from providers.base import REDACTED, PreparedRequest, ProviderClient
 from providers.bst17 import signing
-from providers.config import account_settings
+from providers.config import account_settings, callback_account, callback_fields
 from providers.exceptions import (
     InvalidRequest,
     OutcomeUnknown,
@@ -55,6 +55,9 @@ class Meaning(enum.Enum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     REJECTED = "rejected"  # a definite no to this request: ProviderRejected with the code
+    # A no to this request that proves nothing about the order under its reference:
+    # ProviderRejected with the code, not proving that nothing was carried out.
+    REFUSED_MAYBE_DONE = "refused, maybe done"
     THROTTLED = "throttled"  # 1017: Bst17QueryTooFrequent, back off and query later
 
 
@@ -73,8 +76,8 @@ STATUS_TABLE: dict[int, tuple[Meaning, Meaning]] = {
     # Not found right after submitting means not yet visible: still pending.
     1015: (Meaning.UNKNOWN, Meaning.ACCEPTED),
     # Duplicate reqStreamId refuses this request only: an earlier one with the same id may
-    # exist, so the order must be queried (getCardInfo), not failed.
-    1016: (Meaning.REJECTED, Meaning.REJECTED),
+    # exist (and have been paid for), so the order must be queried (getCardInfo), not failed.
+    1016: (Meaning.REFUSED_MAYBE_DONE, Meaning.REJECTED),
     # Querying too often. On an order submission we cannot tell whether it was taken.
     1017: (Meaning.UNKNOWN, Meaning.THROTTLED),
     1018: (Meaning.FAILED, Meaning.FAILED),  # reversed
@@ -107,6 +110,7 @@ class Bst17QueryTooFrequent(ProviderRejected):
     """17bst status 1017: queried too often. Nothing is wrong with the order; query again later."""
 
     retry_safe = True
+    proves_not_carried_out = False  # a refused query says nothing about the order asked about
 
 
 def _variable(account: str, name: str) -> str:
@@ -185,11 +189,34 @@ class Bst17Balance:
 
 @dataclass(frozen=True)
 class Bst17Callback:
+    """A verified status callback, of one merchant account (it may move only that account's orders)."""
+
     agt_phone: str
     req_stream_id: str
     status: Outcome
     state: str
+    merchant_account: str
     raw: dict[str, Any] = field(repr=False)
+
+
+# Inferred shapes of the callback's fields (the vendor publishes none): the signature concatenates
+# them with no separator, so each keeps to its own characters and length before anything else.
+CALLBACK_FIELD_SHAPES = {
+    "agtPhone": re.compile(r"[0-9]{1,20}"),
+    "reqStreamId": re.compile(r"[A-Za-z0-9_-]{1,64}"),
+    "state": re.compile(r"[0-9]{1,4}"),
+    "sign": re.compile(r"[0-9A-Fa-f]{32}"),
+}
+
+
+def read_callback_fields(payload: Mapping[str, Any]) -> dict[str, str]:
+    """A callback's fields by name, each "" when absent; InvalidRequest for any outside its shape.
+
+    A missing sign is left to the signature check.
+    """
+    return callback_fields(
+        payload, CALLBACK_FIELD_SHAPES, required=("agtPhone", "reqStreamId", "state"), provider=Provider.BST17
+    )
 
 
 _CARD_PWD_VALUE = re.compile(r'("cardPwd"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}\]\s]+)')
@@ -328,15 +355,27 @@ class Bst17Client(ProviderClient):
 
         return self.execute(request, parse, record=record, client_reference=stream_id)
 
+    @classmethod
+    def for_callback(cls, payload: Mapping[str, Any]) -> Bst17Client:
+        """The client of the merchant account whose agtPhone a callback carries.
+
+        InvalidRequest for a field outside its shape; SignatureInvalid when no account has the
+        agtPhone; ProviderMisconfigured when several have it or the account is incomplete.
+        """
+        agt_phone = read_callback_fields(payload)["agtPhone"]
+        return cls(merchant_account=callback_account(SETTINGS_PREFIX, "AGT_PHONE", agt_phone))
+
     def verify_callback(self, payload: Mapping[str, Any]) -> Bst17Callback:
-        """Check a status callback (form fields or JSON object: agtPhone, reqStreamId, state, sign).
+        """Check a status callback of this merchant account (form fields or JSON object: agtPhone, reqStreamId, state, sign).
 
         Inferred for 17bst from a related platform with the identical API; answer it with `success`.
         """
-        agt_phone, stream_id = _text(payload.get("agtPhone")), _text(payload.get("reqStreamId"))
-        state = _text(payload.get("state"))
-        valid = signing.verify_callback_sign(agt_phone, stream_id, state, self.config.app_key, _text(payload.get("sign")))
-        if not valid or agt_phone != self.config.agt_phone or not stream_id:
+        fields = read_callback_fields(payload)
+        agt_phone, stream_id, state = fields["agtPhone"], fields["reqStreamId"], fields["state"]
+        valid = bool(fields["sign"]) and signing.verify_callback_sign(
+            agt_phone, stream_id, state, self.config.app_key, fields["sign"]
+        )
+        if not valid or agt_phone != self.config.agt_phone:
             raise SignatureInvalid(
                 gettext("The 17bst callback signature does not verify."), provider=self.provider, operation="callback"
             )
@@ -345,6 +384,7 @@ class Bst17Client(ProviderClient):
             req_stream_id=stream_id,
             status=CALLBACK_STATE_OUTCOMES.get(state, Outcome.UNKNOWN),
             state=state,
+            merchant_account=self.merchant_account,
             raw=dict(payload),
         )
 
@@ -398,9 +438,10 @@ class Bst17Client(ProviderClient):
                 provider=self.provider,
                 operation=operation,
             )
-        if meaning in (Meaning.REJECTED, Meaning.FAILED):
+        if meaning in (Meaning.REJECTED, Meaning.FAILED, Meaning.REFUSED_MAYBE_DONE):
             raise ProviderRejected(
-                message or gettext("17bst refused the request."), code=code, provider=self.provider, operation=operation
+                message or gettext("17bst refused the request."), code=code, provider=self.provider, operation=operation,
+                proves_not_carried_out=meaning is not Meaning.REFUSED_MAYBE_DONE,
             )
 
     def _order_result(
@@ -408,7 +449,7 @@ class Bst17Client(ProviderClient):
     ) -> ProviderResult:
         payload = self._envelope(response)
         meaning = status_meaning(payload["status"], querying=querying)
-        if meaning in (Meaning.REJECTED, Meaning.THROTTLED):
+        if meaning in (Meaning.REJECTED, Meaning.REFUSED_MAYBE_DONE, Meaning.THROTTLED):
             self._raise_for(meaning, payload, operation)
         echoed = payload.get("reqStreamId")
         if echoed not in (None, "") and str(echoed) != stream_id:
