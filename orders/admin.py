@@ -23,7 +23,7 @@ from config.spreadsheet_import import FileRefused
 from config.spreadsheets import xlsx_bytes
 from distributors.models import Account, AccountKind, Distributor
 from distributors.resources import XLSX_CONTENT_TYPE
-from orders.forms import BatchImportForm, BatchItemForm, DecisionNoteForm
+from orders.forms import BatchImportForm, BatchItemForm, BatchItemFormSet, DecisionNoteForm, RechargeOrderForm
 from orders.imports import TEMPLATE_HEADERS, batch_file_check
 from orders.models import (
     CardSecret,
@@ -44,8 +44,10 @@ from orders.services import (
     batch_place,
     card_secret_reveal,
     card_secrets_export,
+    ORDER_EDITABLE_FIELDS,
     order_create,
     order_resolve,
+    order_update,
     orders_place,
 )
 from providers.exceptions import ProviderError
@@ -140,9 +142,11 @@ class RechargeOrderAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.Mod
                        "upstream_order_no", "settlement_price", "query_attempts", "next_query_at", "batch",
                        "created_by", "created_at", "queued_at", "submitted_at", "finished_at", "decided_by"]
     actions = ["place", "resolve_succeeded", "resolve_failed"]
+    form = RechargeOrderForm
 
     def has_change_permission(self, request, obj=None):
-        if obj is not None and obj.status != OrderStatus.DRAFT:
+        # Placed orders are history; a batch's items are fixed (their product is the batch's).
+        if obj is not None and (obj.status != OrderStatus.DRAFT or obj.batch_id):
             return False
         return super().has_change_permission(request, obj)
 
@@ -156,8 +160,11 @@ class RechargeOrderAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.Mod
         return request.user.has_perm("orders.resolve_rechargeorder")
 
     def save_model(self, request, obj, form, change):
+        # Both go through the services, which price the order and save only while it is a draft.
         if change:
-            super().save_model(request, obj, form, change)
+            changes = {name: form.cleaned_data[name] for name in form.changed_data if name in ORDER_EDITABLE_FIELDS}
+            order_update(order_id=obj.pk, actor=request.user, **changes)
+            obj.refresh_from_db()
             return
         created = order_create(
             distributor=obj.distributor, product=obj.product, actor=request.user, target_account=obj.target_account,
@@ -219,6 +226,7 @@ class BatchItemInline(admin.TabularInline):
 
     model = RechargeOrder
     form = BatchItemForm
+    formset = BatchItemFormSet
     fields = ["client_reference", "target_account", "attach_values", "face_value", "price_charged", "status",
               "status_reason"]
     readonly_fields = ["client_reference", "price_charged", "status", "status_reason"]
