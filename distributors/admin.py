@@ -22,12 +22,14 @@ from config.spreadsheets import xlsx_bytes
 from distributors.erp_sync import erp_sync_resolve, erp_sync_retry
 from distributors.exports import erp_syncs_export, export_job_create, fund_transactions_export
 from distributors.fund_transactions import (
+    FUND_TRANSACTION_EDITABLE_FIELDS,
     fund_transaction_approve,
     fund_transaction_reject,
     fund_transaction_reverse,
+    fund_transaction_update,
     fund_transactions_submit,
 )
-from distributors.forms import StatementForm
+from distributors.forms import FundTransactionForm, StatementForm
 from distributors.models import (
     Account,
     BalanceCheck,
@@ -269,6 +271,7 @@ class FundTransactionAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.M
         "export_syncs_csv",
     ]
     change_list_template = "admin/distributors/fundtransaction/change_list.html"
+    form = FundTransactionForm
 
     def get_queryset(self, request):
         # to_attr: a plain list per row, without the related manager and queryset that
@@ -338,7 +341,13 @@ class FundTransactionAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.M
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+            super().save_model(request, obj, form, change)
+            return
+        # Only what the clerk changed, only while it is a draft; a money field changed makes a maker.
+        changes = {name: form.cleaned_data[name] for name in form.changed_data
+                   if name in FUND_TRANSACTION_EDITABLE_FIELDS}
+        fund_transaction_update(fund_transaction_id=obj.pk, actor=request.user, **changes)
+        obj.refresh_from_db()
 
     @admin.action(description=gettext_lazy("Submit selected drafts for approval"), permissions=["submit"])
     def submit_for_approval(self, request, queryset):

@@ -6,7 +6,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from distributors.models import AccountKind
+from distributors.models import AccountKind, FundTransaction
 
 
 class StatementForm(forms.Form):
@@ -26,4 +26,28 @@ class StatementForm(forms.Form):
             raise forms.ValidationError(_("The start date must not be after the end date."))
         if start and end and (end - start) > datetime.timedelta(days=366):
             raise forms.ValidationError(_("A statement covers at most one year."))
+        return cleaned
+
+
+class FundTransactionForm(forms.ModelForm):
+    """A fund transaction typed in the admin.
+
+    The admin saves a change inside one transaction (ModelAdmin.changeform_view), so the row lock
+    taken here holds until the save: a draft submitted or approved while the clerk was editing it
+    is refused here, never overwritten.
+    """
+
+    class Meta:
+        model = FundTransaction
+        fields = "__all__"
+
+    def clean(self):
+        from distributors.fund_transactions import TransitionRefused, fund_transaction_lock_editable
+
+        cleaned = super().clean()
+        if self.instance.pk:
+            try:
+                fund_transaction_lock_editable(self.instance.pk)
+            except TransitionRefused as err:
+                raise forms.ValidationError(err.messages) from None
         return cleaned

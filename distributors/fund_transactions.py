@@ -50,6 +50,51 @@ def fund_transaction_create(*, actor, **fields) -> FundTransaction:
     return fund_transaction
 
 
+# What a clerk may change on a draft; status, maker and decision fields move only through the flow.
+FUND_TRANSACTION_EDITABLE_FIELDS = ("distributor", "type", "amount", "payment_channel", "payer_account",
+                                    "receiving_account", "voucher_no", "completed_at", "remark")
+
+
+def fund_transaction_lock_editable(fund_transaction_id: int) -> FundTransaction:
+    """The draft, locked until the caller's transaction ends; refused if it is no longer editable.
+
+    Past draft a transaction is history, and a reversal mirrors its original: neither is edited.
+    """
+    fund_transaction = FundTransaction.objects.select_for_update(of=("self",)).get(pk=fund_transaction_id)
+    if fund_transaction.reverses_id:
+        raise TransitionRefused(
+            _("%(record)s reverses %(original)s and mirrors it exactly: it cannot be changed.")
+            % {"record": fund_transaction, "original": f"FT{fund_transaction.reverses_id}"},
+            code="reversal",
+        )
+    if fund_transaction.status != FundTransactionStatus.DRAFT:
+        raise TransitionRefused(
+            _("%(record)s is %(status)s: only a draft can be changed.")
+            % {"record": fund_transaction, "status": fund_transaction.get_status_display()},
+            code="not_draft",
+        )
+    return fund_transaction
+
+
+@transaction.atomic
+def fund_transaction_update(*, fund_transaction_id: int, actor, **changes) -> FundTransaction:
+    """Change a draft, saved only while it is a draft. Whoever changes a money field becomes one of its
+    makers, and may then neither approve nor reject it."""
+    unknown = set(changes) - set(FUND_TRANSACTION_EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not editable on a fund transaction: {sorted(unknown)}")
+    fund_transaction = fund_transaction_lock_editable(fund_transaction_id)
+    changed = [name for name, value in changes.items() if getattr(fund_transaction, name) != value]
+    for name in changed:
+        setattr(fund_transaction, name, changes[name])
+    fund_transaction.full_clean()
+    if changed:
+        fund_transaction.save(update_fields=changed)
+    if set(changed) & set(FundTransaction.MONEY_FIELDS) and actor.pk != fund_transaction.created_by_id:
+        fund_transaction.money_edited_by.add(actor)
+    return fund_transaction
+
+
 @dataclass
 class SubmitResult:
     submitted: int
@@ -108,7 +153,27 @@ def _lock_pending(fund_transaction_id: int, actor) -> FundTransaction:
         )
     if fund_transaction.created_by_id == actor.pk:
         raise PermissionDenied(_("Nobody may approve or reject a transaction they recorded themselves."))
+    if fund_transaction.money_edited_by.filter(pk=actor.pk).exists():
+        raise PermissionDenied(_("Nobody may approve or reject a transaction whose amount, type, distributor or "
+                                 "accounts they changed."))
     return fund_transaction
+
+
+def _check_mirrors_original(reversal: FundTransaction) -> None:
+    """A reversal undoes its original exactly, and only an approved original that nothing else reverses."""
+    original = FundTransaction.objects.select_for_update(of=("self",)).get(pk=reversal.reverses_id)
+    differing = [name for name in FundTransaction.MONEY_FIELDS
+                 if getattr(original, f"{name}_id" if name == "distributor" else name)
+                 != getattr(reversal, f"{name}_id" if name == "distributor" else name)]
+    if differing:
+        labels = ", ".join(str(FundTransaction._meta.get_field(name).verbose_name) for name in differing)
+        raise TransitionRefused(
+            _("%(record)s does not mirror %(original)s (%(fields)s differ): a reversal undoes exactly its original.")
+            % {"record": reversal, "original": original, "fields": labels},
+            code="not_a_mirror",
+        )
+    if original.status != FundTransactionStatus.APPROVED:
+        raise TransitionRefused(_("Only an approved transaction can be reversed."), code="not_approved")
 
 
 @transaction.atomic
@@ -119,6 +184,8 @@ def fund_transaction_approve(*, fund_transaction_id: int, actor) -> FundTransact
     waits, then finds the transaction already approved and is refused.
     """
     fund_transaction = _lock_pending(fund_transaction_id, actor)
+    if fund_transaction.reverses_id:
+        _check_mirrors_original(fund_transaction)
     account_kind, amount = fund_transaction.signed_posting()
     ledger_post(
         distributor=fund_transaction.distributor,

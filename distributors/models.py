@@ -263,6 +263,12 @@ class FundTransaction(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("created by")
     )
+    # Maker-checker: whoever set a money field (MONEY_FIELDS) is a maker of the transaction, and no
+    # maker may approve it. The creator is one; these are the others, added by every edit.
+    money_edited_by = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="+", blank=True, editable=False,
+        verbose_name=_("money fields changed by"),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
     decided_by = models.ForeignKey(
@@ -322,9 +328,13 @@ class FundTransaction(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    # The fields that decide whose money moves, how much and where: changing one makes a maker.
+    MONEY_FIELDS = ("distributor", "type", "amount", "payment_channel", "payer_account", "receiving_account")
+
     @property
     def is_editable(self) -> bool:
-        return self.status == FundTransactionStatus.DRAFT
+        # A reversal mirrors its original exactly: it is never edited into another transaction.
+        return self.status == FundTransactionStatus.DRAFT and not self.reverses_id
 
     def signed_posting(self) -> tuple[str, Decimal]:
         """The account this transaction moves and the signed amount (negated for a reversal)."""
