@@ -13,6 +13,7 @@ def next_url(request: HttpRequest, *, default: str) -> str:
     `//host`, `javascript:`) would let a page elsewhere use our redirect to send a clerk to theirs.
     """
     candidate = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return candidate
-    return default
+    on_this_site = url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return candidate if on_this_site else default

@@ -236,6 +236,9 @@ ORDER_SUBMIT_CHUNK_SIZE = env.int("ORDER_SUBMIT_CHUNK_SIZE", default=25)
 RECONCILE_CRON = env.str("RECONCILE_CRON", default="* * * * *")
 # A batch direct charge holds at most this many items (one file, one batch).
 ORDER_BATCH_MAX_ITEMS = env.int("ORDER_BATCH_MAX_ITEMS", default=20_000)
+# A previewed batch file can be confirmed for this many minutes; then it is deleted and must be
+# uploaded again (orders.batch_uploads).
+ORDER_BATCH_PREVIEW_MINUTES = env.int("ORDER_BATCH_PREVIEW_MINUTES", default=60)
 # Jobs left "doing" by a worker that stopped sending heartbeats are put back in the queue
 # (every job body is safe to run again: submissions claim their rows first, see orders.services).
 JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=10.0)

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import base64
-import secrets
-
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -11,7 +8,6 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -21,8 +17,9 @@ from config.admin_paging import LargeTableAdminMixin, RelatedCodeSearchMixin
 from config.redirects import next_url
 from config.spreadsheet_import import FileRefused
 from config.spreadsheets import xlsx_bytes
-from distributors.models import Account, AccountKind, Distributor
+from distributors.models import Account, AccountKind
 from distributors.resources import XLSX_CONTENT_TYPE
+from orders.batch_uploads import UploadUnavailable, batch_upload_confirm, batch_upload_store
 from orders.forms import BatchImportForm, BatchItemForm, BatchItemFormSet, DecisionNoteForm, RechargeOrderForm
 from orders.imports import TEMPLATE_HEADERS, batch_file_check
 from orders.models import (
@@ -40,7 +37,6 @@ from orders.pins import masked
 from orders.selectors import batch_progress
 from orders.services import (
     BatchImportRefused,
-    batch_import,
     batch_place,
     card_secret_reveal,
     card_secrets_export,
@@ -53,7 +49,7 @@ from orders.services import (
 from providers.exceptions import ProviderError
 
 
-IMPORT_SESSION_KEY = "orders_batch_import"
+LEGACY_IMPORT_SESSION_KEY = "orders_batch_import"
 PREVIEW_ROWS = 50
 MAX_ERRORS_SHOWN = 500
 
@@ -357,6 +353,8 @@ class OrderBatchAdmin(admin.ModelAdmin):
             "templates": [(language, reverse("admin:orders_orderbatch_import_template", args=[language]))
                           for language in TEMPLATE_HEADERS],
         }
+        # Previews were once kept whole in the session: drop any such leftover.
+        request.session.pop(LEGACY_IMPORT_SESSION_KEY, None)
         if request.method == "POST" and "token" in request.POST:
             return self._import_confirm(request, context)
         form = BatchImportForm(request.POST or None, request.FILES or None)
@@ -375,19 +373,14 @@ class OrderBatchAdmin(admin.ModelAdmin):
             errors = refused.errors if refused else checked.errors
             context.update(form=form, errors=errors[:MAX_ERRORS_SHOWN], error_count=len(errors))
             if not errors:
-                token = secrets.token_urlsafe(16)
-                request.session[IMPORT_SESSION_KEY] = {
-                    "token": token,
-                    "filename": upload.name,
-                    "content": base64.b64encode(content).decode("ascii"),
-                    "distributor": form.cleaned_data["distributor"].pk,
-                    "product": product.pk,
-                    "batch_code": form.cleaned_data["batch_code"],
-                    "remark": form.cleaned_data["remark"],
-                }
                 distributor = form.cleaned_data["distributor"]
+                # The file waits in the database, not in the session (which travels with every request).
+                pending = batch_upload_store(
+                    actor=request.user, distributor=distributor, product=product, filename=upload.name,
+                    content=content, batch_code=form.cleaned_data["batch_code"], remark=form.cleaned_data["remark"],
+                )
                 context.update(
-                    preview=checked, preview_rows=checked.rows[:PREVIEW_ROWS], token=token,
+                    preview=checked, preview_rows=checked.rows[:PREVIEW_ROWS], token=pending.token,
                     distributor=distributor, product=product,
                     available=Account.objects.filter(distributor=distributor, kind=AccountKind.PREPAID)
                     .values_list("balance", flat=True).first(),
@@ -396,21 +389,11 @@ class OrderBatchAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/orders/orderbatch/import.html", context)
 
     def _import_confirm(self, request, context):
-        pending = request.session.get(IMPORT_SESSION_KEY)
-        if not pending or not constant_time_compare(pending["token"], request.POST["token"]):
-            self.message_user(request, _("This preview has expired; upload the file again."), messages.WARNING)
-            return HttpResponseRedirect(reverse("admin:orders_orderbatch_import"))
-        del request.session[IMPORT_SESSION_KEY]
         try:
-            batch = batch_import(
-                distributor=Distributor.objects.get(pk=pending["distributor"]),
-                product=Product.objects.get(pk=pending["product"]),
-                actor=request.user,
-                filename=pending["filename"],
-                content=base64.b64decode(pending["content"]),
-                batch_code=pending["batch_code"],
-                remark=pending["remark"],
-            )
+            batch = batch_upload_confirm(token=request.POST["token"], actor=request.user)
+        except UploadUnavailable as unavailable:
+            self.message_user(request, unavailable.message, messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:orders_orderbatch_import"))
         except BatchImportRefused as refused:
             context.update(form=BatchImportForm(), errors=refused.errors[:MAX_ERRORS_SHOWN],
                            error_count=len(refused.errors))
