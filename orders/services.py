@@ -913,9 +913,14 @@ class CallbackEffect(enum.Enum):
 
 
 def exchange_callback_apply(*, callback: ExchangeCallback, nonce: str) -> CallbackEffect:
-    """Apply a verified status callback once per nonce; only the first delivery can change the order."""
+    """Apply a verified status callback once per nonce; only the first delivery can change the order.
+
+    Only an order of the merchant account whose keys verified the callback: another account's
+    order is "no order" to it.
+    """
     status = OUTCOME_STATUS.get(callback.status)
-    order = {"provider": UpstreamProvider.EXCHANGE, "client_reference": callback.biz_code}
+    order = {"provider": UpstreamProvider.EXCHANGE, "merchant_account": callback.merchant_account,
+             "client_reference": callback.biz_code}
     if status == OrderStatus.SUCCEEDED:
         # The common case moves no money: the nonce and the order in one statement.
         fresh, moved = _update_if_status_and_nonce_fresh(
@@ -944,12 +949,15 @@ def exchange_callback_apply(*, callback: ExchangeCallback, nonce: str) -> Callba
         return CallbackEffect.ALREADY_APPLIED
 
 
-def bst17_callback_apply(*, req_stream_id: str, outcome: str) -> bool:
-    """A 17bst callback says final; the cards are fetched by querying at once (the callback has none)."""
+def bst17_callback_apply(*, req_stream_id: str, outcome: str, merchant_account: str) -> bool:
+    """A 17bst callback says final; the cards are fetched by querying at once (the callback has none).
+
+    Only an order of the merchant account whose key verified the callback.
+    """
     from orders.tasks import query_order
 
     order_id = RechargeOrder.objects.filter(
-        provider=UpstreamProvider.BST17, client_reference=req_stream_id
+        provider=UpstreamProvider.BST17, merchant_account=merchant_account, client_reference=req_stream_id
     ).values_list("pk", flat=True).first()
     if order_id is None:
         raise ValidationError(_("No order %(reference)s.") % {"reference": req_stream_id})

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from orders.models import UpstreamProvider
 from orders.services import CallbackEffect, bst17_callback_apply, exchange_callback_apply
 from providers.base import scrub
-from providers.exceptions import InvalidRequest, ProviderError, SignatureInvalid
+from providers.exceptions import ProviderError, ProviderMisconfigured, SignatureInvalid
 from providers.models import CallDirection, ProviderCall
 from providers.results import Outcome
 
@@ -91,26 +91,33 @@ def exchange_callback(request: HttpRequest) -> HttpResponse:
     return _stored_whatever_happens(call, lambda: _exchange_answer(request, call, body))
 
 
+def _refusal(call: ProviderCall, err: ProviderError, client) -> HttpResponse:
+    """The answer to a callback that was not verified: no order was looked up, no nonce taken, nothing changed."""
+    secrets = client.secret_values() if client is not None else ()
+    if isinstance(err, SignatureInvalid):
+        return _finish(call, 401, "invalid signature", valid=False, error=str(err), secrets=secrets)
+    if isinstance(err, ProviderMisconfigured):
+        # Our fault, not the sender's: the platform retries, and a retry after the fix goes through.
+        return _finish(call, 503, "misconfigured", valid=None, error=str(err), secrets=secrets)
+    return _finish(call, 400, "bad request", valid=None, error=str(err), secrets=secrets)
+
+
 def _exchange_answer(request: HttpRequest, call: ProviderCall, body: bytes) -> HttpResponse:
     from providers.exchange.client import ExchangeClient
 
-    client = ExchangeClient()
+    # Verified as the account it names (businessId) with that account's keys and sign type only.
+    client = None
     try:
+        client = ExchangeClient.for_callback(request.headers)
         callback = client.verify_callback(request.headers, body)
-    except SignatureInvalid as err:
-        return _finish(call, 401, "invalid signature", valid=False, error=str(err))
-    except (InvalidRequest, ProviderError) as err:
-        return _finish(call, 400, "bad request", valid=None, error=str(err), secrets=client.secret_values())
+    except ProviderError as err:
+        return _refusal(call, err, client)
     call.signature_valid = True
-    try:
-        sent_at = int(request.headers.get("timestamp", "0")) / 1000
-    except ValueError:
-        sent_at = 0
-    if abs(time.time() - sent_at) > CALLBACK_MAX_AGE_SECONDS:
+    if abs(time.time() - callback.timestamp_ms / 1000) > CALLBACK_MAX_AGE_SECONDS:
         return _finish(call, 400, "stale timestamp", valid=True, error="timestamp outside the allowed window",
                        reference=callback.biz_code)
     try:
-        effect = exchange_callback_apply(callback=callback, nonce=request.headers.get("nonce", ""))
+        effect = exchange_callback_apply(callback=callback, nonce=callback.nonce)
     except ValidationError as err:
         return _finish(call, 404, "unknown order", valid=True, error="; ".join(err.messages),
                        reference=callback.biz_code)
@@ -147,19 +154,20 @@ def bst17_callback(request: HttpRequest) -> HttpResponse:
 def _bst17_answer(call: ProviderCall, payload: dict) -> HttpResponse:
     from providers.bst17.client import Bst17Client
 
-    client = Bst17Client()
+    # Verified as the account it names (agtPhone) with that account's key only.
+    client = None
     try:
+        client = Bst17Client.for_callback(payload)
         callback = client.verify_callback(payload)
-    except SignatureInvalid as err:
-        return _finish(call, 401, "invalid signature", valid=False, error=str(err))
     except ProviderError as err:
-        return _finish(call, 400, "bad request", valid=None, error=str(err), secrets=client.secret_values())
+        return _refusal(call, err, client)
     call.signature_valid = True
     if callback.status not in (Outcome.SUCCEEDED, Outcome.FAILED):
         return _finish(call, 400, "unknown state", valid=True, error=f"state {callback.state!r}",
                        reference=callback.req_stream_id)
     try:
-        bst17_callback_apply(req_stream_id=callback.req_stream_id, outcome=callback.status)
+        bst17_callback_apply(req_stream_id=callback.req_stream_id, outcome=callback.status,
+                             merchant_account=callback.merchant_account)
     except ValidationError as err:
         return _finish(call, 404, "unknown order", valid=True, error="; ".join(err.messages),
                        reference=callback.req_stream_id)

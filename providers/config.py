@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from providers.exceptions import ProviderMisconfigured
+from providers.exceptions import InvalidRequest, ProviderMisconfigured, SignatureInvalid
 
 
 def account_settings(prefix: str, account: str, *, required: Iterable[str]) -> dict[str, str | None]:
@@ -32,3 +33,62 @@ def account_settings(prefix: str, account: str, *, required: Iterable[str]) -> d
                 provider=prefix.lower(),
             )
     return {name: spec["value"] for name, spec in fields.items()}
+
+
+def callback_account(prefix: str, field: str, value: str) -> str:
+    """The merchant account of a provider whose `field` setting equals a callback's `value`.
+
+    This is how a callback says whose it is (the redemption platform's businessId, 17bst's
+    agtPhone): it is then verified with that account's keys only and moves only that account's
+    orders. SignatureInvalid when no account matches; ProviderMisconfigured when several do,
+    as their callbacks could not be told apart.
+    """
+    accounts = settings.PROVIDERS.get(prefix, {})
+    matching = [name for name, fields in accounts.items() if value and fields.get(field, {}).get("value") == value]
+    if not matching:
+        raise SignatureInvalid(
+            _("No merchant account of %(prefix)s matches the %(field)s of this callback.")
+            % {"prefix": prefix, "field": field},
+            provider=prefix.lower(),
+            operation="callback",
+        )
+    if len(matching) > 1:
+        raise ProviderMisconfigured(
+            _("%(variables)s are the same: the callbacks of these merchant accounts cannot be told apart.")
+            % {"variables": ", ".join(accounts[name][field].get("variable", f"{prefix}_{field}") for name in matching)},
+            provider=prefix.lower(),
+        )
+    return matching[0]
+
+
+def callback_fields(
+    received: Mapping[str, object], shapes: Mapping[str, re.Pattern[str]], *, required: Iterable[str], provider: str
+) -> dict[str, str]:
+    """The fields of a callback (headers or form fields) by the names of `shapes`, each checked against its shape.
+
+    Names are matched without regard to case, as HTTP headers are; a name given twice with two
+    values is refused. An absent or empty field is "" (InvalidRequest if it is `required`); any
+    other value must match its shape entirely, or InvalidRequest names the field and the shape.
+    Callers check the shapes before anything is signed, looked up or stored under the values.
+    """
+    by_name: dict[str, str] = {}
+    for name, value in received.items():
+        key, text = str(name).lower(), "" if value is None else str(value)
+        if by_name.get(key, text) != text:
+            raise InvalidRequest(
+                _("The callback's %(field)s is given twice.") % {"field": name}, field=str(name), provider=provider
+            )
+        by_name[key] = text
+    fields = {name: by_name.get(name.lower(), "") for name in shapes}
+    for name in required:
+        if not fields[name]:
+            raise InvalidRequest(_("The callback's %(field)s is missing.") % {"field": name}, field=name, provider=provider)
+    for name, shape in shapes.items():
+        if fields[name] and not shape.fullmatch(fields[name]):
+            raise InvalidRequest(
+                _("The callback's %(field)s does not have the expected form %(form)s.")
+                % {"field": name, "form": shape.pattern},
+                field=name,
+                provider=provider,
+            )
+    return fields

@@ -7,6 +7,7 @@ signed callback (verify_callback) or by querying order/info.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ from django.db import models
 from django.utils.translation import gettext
 
 from providers.base import PreparedRequest, ProviderClient
-from providers.config import account_settings
+from providers.config import account_settings, callback_account, callback_fields
 from providers.exceptions import InvalidRequest, ProviderMisconfigured, ProviderRejected, SignatureInvalid
 from providers.exchange import signing
 from providers.models import Provider
@@ -64,6 +65,34 @@ def order_outcome(status: Any) -> Outcome:
     return ORDER_STATUS_OUTCOMES.get(str(status).upper(), Outcome.UNKNOWN)
 
 
+# Callback nonces are stored to refuse replays (orders.CallbackNonce.nonce holds 128 characters).
+MAX_NONCE_LENGTH = 128
+
+# Inferred: the vendor publishes no shapes for the headers. Its example has 32 hex digits for
+# businessId and nonce and 13 digits of milliseconds; these allow a little more, but never `&` or
+# `=` (which would move text between headers in the string to sign), spaces, non-ASCII, or more
+# than is stored. A callback with any other value is refused before anything else is done.
+CALLBACK_HEADER_SHAPES = {
+    "businessId": re.compile(r"[A-Za-z0-9_-]{1,64}"),
+    "nonce": re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_NONCE_LENGTH),
+    "timestamp": re.compile(r"[0-9]{1,13}"),
+    "signType": re.compile("|".join(re.escape(sign_type) for sign_type in signing.SIGN_TYPES)),
+    # Base64 of an RSA signature (344 characters for 2048 bits, 684 for 4096) or 32 hex digits of MD5.
+    "sign": re.compile(r"[A-Za-z0-9+/]{1,1024}={0,2}"),
+}
+
+
+def read_callback_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A callback's headers by name, each "" when absent; InvalidRequest for any outside its shape.
+
+    businessId, nonce and timestamp are required; signType is optional (the platform's callbacks
+    do not send it); a missing sign is left to the signature check.
+    """
+    return callback_fields(
+        headers, CALLBACK_HEADER_SHAPES, required=("businessId", "nonce", "timestamp"), provider=Provider.EXCHANGE
+    )
+
+
 def _pem(value: str | None) -> str:
     # PEM keys often come through environment files as one line with literal "\n".
     return (value or "").replace("\\n", "\n").strip()
@@ -97,6 +126,14 @@ class ExchangeSettings:
                 gettext("%(variable)s must be SHA256-RSA or MD5.") % {"variable": _variable(account, "SIGN_TYPE")},
                 provider=Provider.EXCHANGE,
             )
+        # It is signed in every request and names the account in every callback.
+        business_id_shape = CALLBACK_HEADER_SHAPES["businessId"]
+        if not business_id_shape.fullmatch(str(values["BUSINESS_ID"])):
+            raise ProviderMisconfigured(
+                gettext("%(variable)s does not have the expected form %(form)s.")
+                % {"variable": _variable(account, "BUSINESS_ID"), "form": business_id_shape.pattern},
+                provider=Provider.EXCHANGE,
+            )
         # The key of the chosen sign type is required; the getter names its variable when missing.
         account_settings(
             SETTINGS_PREFIX, account, required=["PRIVATE_KEY" if sign_type == signing.SIGN_TYPE_RSA else "MD5_KEY"]
@@ -123,7 +160,7 @@ class BatchItem(NamedTuple):
 
 @dataclass(frozen=True)
 class ExchangeCallback:
-    """A verified order-status callback."""
+    """A verified order-status callback, of one merchant account (it may move only that account's orders)."""
 
     order_code: str
     biz_code: str
@@ -131,6 +168,9 @@ class ExchangeCallback:
     upstream_status: str
     settlement_price: Decimal | None
     message: str
+    merchant_account: str
+    nonce: str
+    timestamp_ms: int
     raw: dict[str, Any] = field(repr=False)
 
 
@@ -165,6 +205,16 @@ class ExchangeClient(ProviderClient):
     ) -> None:
         super().__init__(merchant_account=merchant_account, session=session, clock=clock, nonce=nonce)
         self.config = ExchangeSettings.for_account(merchant_account)
+
+    @classmethod
+    def for_callback(cls, headers: Mapping[str, str]) -> ExchangeClient:
+        """The client of the merchant account whose businessId a callback's headers carry.
+
+        InvalidRequest for a header outside its shape; SignatureInvalid when no account has the
+        businessId; ProviderMisconfigured when several have it or the account is incomplete.
+        """
+        business_id = read_callback_headers(headers)["businessId"]
+        return cls(merchant_account=callback_account(SETTINGS_PREFIX, "BUSINESS_ID", business_id))
 
     def secret_values(self) -> list[str]:
         return [self.config.private_key_pem, self.config.md5_key]
@@ -286,50 +336,60 @@ class ExchangeClient(ProviderClient):
         return self.execute(request, parse, record=record, client_reference=biz_code)
 
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> ExchangeCallback:
-        """Check an order-status callback's signature and read it. `request.headers` will do.
+        """Check an order-status callback of this merchant account and read it. `request.headers` will do.
 
         Inferred: the platform signs callbacks like requests (headers + body), with its RSA key
-        (or the MD5 key for MD5 accounts). Callbacks are retried, so the caller must be idempotent.
+        (or the MD5 key for MD5 accounts). Only the account's configured sign type is accepted: a
+        callback naming another in signType is refused, and it is never verified with a key the
+        account lacks (an empty MD5 key would make md5(string to sign) a signature anyone can
+        compute). Callbacks are retried, so the caller must be idempotent.
         """
-        received = {str(name).lower(): str(value) for name, value in headers.items()}
-        signed_headers = {
-            "businessId": received.get("businessid", ""),
-            "nonce": received.get("nonce", ""),
-            "signType": received.get("signtype", ""),
-            "timestamp": received.get("timestamp", ""),
-        }
-        sign_type = (signed_headers["signType"] or self.config.sign_type).upper()
-        public_key_pem = ""
-        if sign_type == signing.SIGN_TYPE_RSA:
-            public_key_pem = self.config.platform_public_key_pem
-            if not public_key_pem:  # names the missing variable
-                account_settings(SETTINGS_PREFIX, self.merchant_account, required=["PLATFORM_PUBLIC_KEY"])
+        received = read_callback_headers(headers)
 
-        def invalid() -> SignatureInvalid:
+        def invalid(message: str | None = None) -> SignatureInvalid:
             return SignatureInvalid(
-                gettext("The redemption platform callback signature does not verify."),
+                message or gettext("The redemption platform callback signature does not verify."),
                 provider=self.provider,
                 operation="callback",
             )
 
+        if not received["sign"] or received["businessId"] != self.config.business_id:
+            raise invalid()
+        sign_type = self.config.sign_type
+        if received["signType"] and received["signType"] != sign_type:
+            raise invalid(
+                gettext("The callback is signed with %(sign_type)s, but merchant account %(account)s uses %(configured)s.")
+                % {"sign_type": received["signType"], "account": self.merchant_account, "configured": sign_type}
+            )
+        # The key of the account's sign type, and only that one: never the other type's, never empty.
+        if sign_type == signing.SIGN_TYPE_RSA:
+            key_name, keys = "PLATFORM_PUBLIC_KEY", {"public_key_pem": self.config.platform_public_key_pem}
+        else:
+            key_name, keys = "MD5_KEY", {"md5_key": self.config.md5_key}
+        if not all(keys.values()):
+            raise ProviderMisconfigured(
+                gettext("The environment variable %(variable)s is not set.")
+                % {"variable": _variable(self.merchant_account, key_name)},
+                provider=self.provider,
+            )
+        signed_headers = {name: received[name] for name in ("businessId", "nonce", "signType", "timestamp")}
         try:
             text = body.decode("utf-8")
-            valid = signing.verify(
-                signing.string_to_sign(signed_headers, text),
-                received.get("sign", ""),
-                sign_type=sign_type,
-                public_key_pem=public_key_pem,
-                md5_key=self.config.md5_key,
-            )
         except UnicodeDecodeError as err:
             raise invalid() from err
+        try:
+            message = signing.string_to_sign(signed_headers, text)
+        except ValueError as err:  # the header shapes exclude this; kept as the signing module's own guard
+            raise InvalidRequest(str(err), field="headers", provider=self.provider) from err
+        try:
+            valid = signing.verify(message, received["sign"], sign_type=sign_type, **keys)
         except ValueError as err:
             raise ProviderMisconfigured(
                 gettext("%(variable)s is not a PEM RSA public key.")
                 % {"variable": _variable(self.merchant_account, "PLATFORM_PUBLIC_KEY")},
                 provider=self.provider,
             ) from err
-        if not valid or signed_headers["businessId"] != self.config.business_id:
+        if not valid:
             raise invalid()
         try:
             payload = json.loads(text, parse_float=Decimal)
@@ -346,6 +406,9 @@ class ExchangeClient(ProviderClient):
             upstream_status=str(payload.get("status", "")),
             settlement_price=settlement_price,
             message=str(payload.get("message") or ""),
+            merchant_account=self.merchant_account,
+            nonce=received["nonce"],
+            timestamp_ms=int(received["timestamp"]),
             raw=payload,
         )
 

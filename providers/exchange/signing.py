@@ -24,8 +24,18 @@ SIGN_TYPES = (SIGN_TYPE_RSA, SIGN_TYPE_MD5)
 SIGN_HEADER = "sign"
 
 
+# The vendor's string neither escapes its separators nor marks an empty header, so a value holding
+# them could move text between headers ("nonce=n1&signType=SHA256-RSA" as one nonce) and sign like
+# another set of headers. Callers check each header's shape first; this refuses what would be ambiguous.
+SEPARATORS = ("&", "=")
+
+
 def string_to_sign(headers: Mapping[str, str], body: str) -> str:
+    """Raises ValueError for a header name or value holding `&` or `=` (it would not be one string per set of headers)."""
     signed = sorted((name, value) for name, value in headers.items() if name != SIGN_HEADER and value)
+    for name, value in signed:
+        if not name or any(mark in name or mark in value for mark in SEPARATORS):
+            raise ValueError(f"the header {name!r} holds '&' or '=': it cannot be signed unambiguously")
     return "&".join(f"{name}={value}" for name, value in signed) + body
 
 
@@ -64,10 +74,14 @@ def verify_sha256_rsa(message: str, signature: str, public_key_pem: str) -> bool
 def sign_md5(message: str, md5_key: str) -> str:
     # Inferred: the MD5 form is not published. Lowercase hex MD5 of the string to sign with the
     # merchant's MD5 key appended; change it here only.
+    if not md5_key:
+        # Without a key this is md5(message), which anyone can compute: never a signature.
+        raise ValueError("an MD5 signature needs the merchant's MD5 key")
     return hashlib.md5((message + md5_key).encode("utf-8")).hexdigest()
 
 
 def verify_md5(message: str, signature: str, md5_key: str) -> bool:
+    """Raises ValueError without a key (see sign_md5)."""
     return hmac.compare_digest(sign_md5(message, md5_key).encode("ascii"), signature.lower().encode("utf-8"))
 
 
@@ -80,6 +94,10 @@ def sign(message: str, *, sign_type: str, private_key_pem: str = "", md5_key: st
 
 
 def verify(message: str, signature: str, *, sign_type: str, public_key_pem: str = "", md5_key: str = "") -> bool:
+    """Check `signature` as `sign_type` (the account's configured type, never one the sender names).
+
+    Raises ValueError when the key of that type is missing or unusable.
+    """
     if not signature:
         return False
     if sign_type == SIGN_TYPE_RSA:

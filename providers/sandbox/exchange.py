@@ -144,14 +144,20 @@ class ExchangeSandbox(VendorSandbox):
             return self._error(STATUS_BAD_SIGNATURE, "业务ID不存在")
         if not headers["timestamp"].isdigit() or abs(time.time() * 1000 - int(headers["timestamp"])) > MAX_TIMESTAMP_SKEW_MS:
             return self._error(STATUS_STALE_TIMESTAMP, "请求已过期")
-        sign_type = headers["signType"] or signing.SIGN_TYPE_RSA
+        # Like the back office with callbacks: the merchant's configured sign type and its key only,
+        # whatever signType the request names.
+        if headers["signType"] and headers["signType"] != config.sign_type:
+            return self._error(STATUS_BAD_SIGNATURE, "签名类型与商户配置不符")
+        if config.sign_type == signing.SIGN_TYPE_MD5:
+            keys = {"md5_key": config.md5_key}
+        else:
+            keys = {"public_key_pem": signing.public_key_pem_of(config.private_key_pem) if config.private_key_pem else ""}
         try:
             valid = signing.verify(
                 signing.string_to_sign(headers, request.body.decode("utf-8")),
                 request.header("sign"),
-                sign_type=sign_type,
-                public_key_pem=signing.public_key_pem_of(config.private_key_pem) if config.private_key_pem else "",
-                md5_key=config.md5_key,
+                sign_type=config.sign_type,
+                **keys,
             )
         except (UnicodeDecodeError, ValueError):
             valid = False

@@ -415,6 +415,43 @@ def test_a_callback_that_does_not_verify_is_refused(client, payload):
         client.verify_callback(payload)
 
 
+def test_a_callback_is_read_as_the_account_its_agent_phone_names(settings):
+    settings.PROVIDERS = provider_accounts(environment(
+        BST17_ACCOUNTS="second", BST17_SECOND_BASE_URL=BASE_URL, BST17_SECOND_APP_ID="app2",
+        BST17_SECOND_APP_KEY="S3condAppK3y0042", BST17_SECOND_AGT_PHONE="13912345678",
+        BST17_SECOND_TRADE_PASSWORD="pw2",
+    ))
+    payload = {"agtPhone": "13912345678", "reqStreamId": STREAM_ID, "state": "1",
+               "sign": signing.callback_sign("13912345678", STREAM_ID, "1", "S3condAppK3y0042")}
+
+    client = Bst17Client.for_callback(payload)
+    callback = client.verify_callback(payload)
+
+    assert client.merchant_account == callback.merchant_account == "second"
+    assert Bst17Client.for_callback(signed_callback()).merchant_account == "default"
+    with pytest.raises(SignatureInvalid):
+        Bst17Client.for_callback({**payload, "agtPhone": "13000000000"})
+    with pytest.raises(SignatureInvalid):  # the default account's key does not sign for the second
+        client.verify_callback({**payload, "sign": signing.callback_sign("13912345678", STREAM_ID, "1", support.APP_KEY)})
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        pytest.param({"agtPhone": support.AGT_PHONE + " "}, "agtPhone", id="agtPhone with a space"),
+        pytest.param({"reqStreamId": STREAM_ID + "&x"}, "reqStreamId", id="reqStreamId with &"),
+        pytest.param({"reqStreamId": ""}, "reqStreamId", id="reqStreamId missing"),
+        pytest.param({"state": "0 "}, "state", id="state with a space"),
+        pytest.param({"sign": "g" * 32}, "sign", id="sign not hex"),
+    ],
+)
+def test_a_callback_field_outside_its_shape_is_refused(client, changes, field):
+    with pytest.raises(InvalidRequest) as caught:
+        client.verify_callback(signed_callback(**changes))
+
+    assert caught.value.field == field
+
+
 # --- settings and redaction -------------------------------------------------------------------
 
 

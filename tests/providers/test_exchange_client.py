@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 from decimal import Decimal
@@ -393,6 +394,84 @@ def test_an_md5_account_verifies_md5_signed_callbacks(settings):
     callback = ExchangeClient().verify_callback(headers, body.encode("utf-8"))
 
     assert callback.status == Outcome.SUCCEEDED
+
+
+@pytest.mark.parametrize("md5_key", ["", support.MD5_KEY], ids=["no MD5 key", "MD5 key known"])
+def test_an_rsa_account_refuses_a_callback_that_names_md5(settings, md5_key):
+    from providers.exchange import signing
+
+    settings.PROVIDERS = provider_accounts(environment(EXCHANGE_MD5_KEY=md5_key))
+    body = callback_body()
+    headers = {"businessId": support.BUSINESS_ID, "nonce": "n1", "signType": "MD5", "timestamp": "1628772200000"}
+    message = signing.string_to_sign(headers, body)
+    headers["sign"] = signing.sign_md5(message, md5_key) if md5_key else hashlib.md5(message.encode()).hexdigest()
+
+    with pytest.raises(SignatureInvalid, match="MD5"):
+        ExchangeClient().verify_callback(headers, body.encode("utf-8"))
+
+
+def test_an_md5_account_without_its_key_is_misconfigured(settings):
+    settings.PROVIDERS = provider_accounts(environment(EXCHANGE_SIGN_TYPE="MD5", EXCHANGE_MD5_KEY=""))
+
+    with pytest.raises(ProviderMisconfigured, match="EXCHANGE_MD5_KEY"):
+        ExchangeClient.for_callback(callback_headers(callback_body()))
+
+
+def test_a_callback_is_read_as_the_account_its_business_id_names(settings):
+    from providers.exchange import signing
+
+    settings.PROVIDERS = provider_accounts(environment(
+        EXCHANGE_ACCOUNTS="second", EXCHANGE_SECOND_BASE_URL=BASE_URL, EXCHANGE_SECOND_BUSINESS_ID="second-business",
+        EXCHANGE_SECOND_MERCHANT_ID="second-merchant", EXCHANGE_SECOND_SIGN_TYPE="MD5", EXCHANGE_SECOND_MD5_KEY="k2",
+    ))
+    body = callback_body()
+    headers = {"businessId": "second-business", "nonce": "n2", "timestamp": "1628772200000"}
+    headers["sign"] = signing.sign_md5(signing.string_to_sign(headers, body), "k2")
+
+    client = ExchangeClient.for_callback(headers)
+    callback = client.verify_callback(headers, body.encode("utf-8"))
+
+    assert client.merchant_account == callback.merchant_account == "second"
+    assert (callback.nonce, callback.timestamp_ms) == ("n2", 1628772200000)
+    assert ExchangeClient.for_callback(callback_headers(body)).merchant_account == "default"
+    with pytest.raises(SignatureInvalid):
+        ExchangeClient.for_callback({**headers, "businessId": "nobody"})
+
+
+def test_two_accounts_with_one_business_id_are_misconfigured(settings):
+    settings.PROVIDERS = provider_accounts(environment(
+        EXCHANGE_ACCOUNTS="second", EXCHANGE_SECOND_BASE_URL=BASE_URL, EXCHANGE_SECOND_BUSINESS_ID=support.BUSINESS_ID,
+        EXCHANGE_SECOND_MERCHANT_ID="second-merchant", EXCHANGE_SECOND_SIGN_TYPE="MD5", EXCHANGE_SECOND_MD5_KEY="k2",
+    ))
+
+    with pytest.raises(ProviderMisconfigured, match="EXCHANGE_BUSINESS_ID, EXCHANGE_SECOND_BUSINESS_ID"):
+        ExchangeClient.for_callback(callback_headers(callback_body()))
+
+
+def test_a_header_given_twice_with_two_values_is_refused(client):
+    body = callback_body()
+    headers = callback_headers(body)
+
+    with pytest.raises(InvalidRequest) as caught:
+        client.verify_callback({**headers, "Nonce": "another"}, body.encode("utf-8"))
+
+    assert caught.value.field == "Nonce"
+
+
+def test_no_nonce_the_header_shapes_allow_is_longer_than_the_column_that_stores_it():
+    from orders.models import CallbackNonce
+    from providers.exchange.client import CALLBACK_HEADER_SHAPES, MAX_NONCE_LENGTH
+
+    assert MAX_NONCE_LENGTH <= CallbackNonce._meta.get_field("nonce").max_length
+    assert CALLBACK_HEADER_SHAPES["nonce"].fullmatch("n" * MAX_NONCE_LENGTH)
+    assert not CALLBACK_HEADER_SHAPES["nonce"].fullmatch("n" * (MAX_NONCE_LENGTH + 1))
+
+
+def test_a_business_id_that_could_not_be_signed_is_misconfigured(settings):
+    settings.PROVIDERS = provider_accounts(environment(EXCHANGE_BUSINESS_ID="b&nonce=x"))
+
+    with pytest.raises(ProviderMisconfigured, match="EXCHANGE_BUSINESS_ID"):
+        ExchangeClient()
 
 
 # --- settings ---------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from providers.exchange import signing
 from tests.providers.exchange_support import MERCHANT_PRIVATE_KEY, PLATFORM_PRIVATE_KEY, load
 
@@ -66,3 +68,37 @@ def test_md5_is_the_lowercase_md5_of_the_string_with_the_key_appended():
 
 def test_an_unknown_sign_type_never_verifies():
     assert not signing.verify("m", "s", sign_type="HMAC")
+
+
+def test_an_empty_md5_key_neither_signs_nor_verifies():
+    """md5(string to sign) with no key is a "signature" anyone can compute."""
+    message = signing.string_to_sign(VENDOR_HEADERS, VENDOR_BODY)
+    keyless = hashlib.md5(message.encode()).hexdigest()
+
+    with pytest.raises(ValueError):
+        signing.verify(message, keyless, sign_type="MD5", md5_key="")
+    with pytest.raises(ValueError):
+        signing.sign(message, sign_type="MD5", md5_key="")
+
+
+def test_an_empty_public_key_never_verifies():
+    message = signing.string_to_sign(VENDOR_HEADERS, VENDOR_BODY)
+    signature = signing.sign_sha256_rsa(message, PLATFORM_PRIVATE_KEY)
+
+    with pytest.raises(ValueError):
+        signing.verify(message, signature, sign_type="SHA256-RSA", public_key_pem="")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"businessId": "b", "nonce": "n1&signType=SHA256-RSA", "timestamp": "1"}, id="& and = in a value"),
+        pytest.param({"businessId": "b", "nonce": "n1=", "timestamp": "1"}, id="= in a value"),
+        pytest.param({"businessId": "b&nonce", "timestamp": "1"}, id="& in a value"),
+        pytest.param({"business=Id": "b", "timestamp": "1"}, id="= in a name"),
+    ],
+)
+def test_a_header_that_would_move_text_between_headers_cannot_be_signed(headers):
+    # {"nonce": "n1&signType=SHA256-RSA"} would sign like {"nonce": "n1", "signType": "SHA256-RSA"}.
+    with pytest.raises(ValueError):
+        signing.string_to_sign(headers, "{}")
