@@ -8,20 +8,24 @@ management command. Event tables are append-only at the database (PGHISTORY_APPE
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 import pghistory
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 from pghistory import core
 from pghistory.admin import EventsAdmin
 from pghistory.admin.core import EventsChangeList
 from pghistory.middleware import HistoryMiddleware
-from pghistory.models import Context, EventsQuery, EventsQueryCompiler
+from pghistory.models import Context, Events, EventsQuery, EventsQueryCompiler
 
 from config.admin_paging import LargeTableAdminMixin, LargeTablePaginator, ResultUrlChangeListMixin
+from orders.pins import masked_card_number
 
 SOURCE_WEB = "web"
 SOURCE_IMPORT = "import"
@@ -227,8 +231,38 @@ class AuditLogChangeList(ResultUrlChangeListMixin, EventsChangeList):
             self.result_list = self.paginator.events(0, self.list_max_show_all)
 
 
+# Values the event rows hold whole but the audit log shows masked, by tracked model and field.
+MASKED_FIELDS: dict[str, dict[str, Callable[[str], str]]] = {
+    "orders.CardSecret": {"card_number": masked_card_number},
+}
+
+
+def _masked(event, values: dict | None, *, diff: bool) -> dict | None:
+    """`values` (an event's data, or its diff of [before, after] pairs) with MASKED_FIELDS masked."""
+    masks = MASKED_FIELDS.get(event.pgh_obj_model)
+    if not masks or not values:
+        return values
+    shown = dict(values)
+    for field, mask in masks.items():
+        if field not in shown:
+            continue
+        value = shown[field]
+        pair = value if diff and isinstance(value, list) else [value]
+        masked = [mask(v) if isinstance(v, str) else v for v in pair]
+        shown[field] = masked if diff and isinstance(value, list) else masked[0]
+    return shown
+
+
+def _as_json(values: dict | None) -> str | None:
+    return json.dumps(values, ensure_ascii=False, cls=DjangoJSONEncoder) if values else None
+
+
 class AuditLogAdmin(LargeTableAdminMixin, EventsAdmin):
-    """The global audit log: every change to every business row, filterable, never editable."""
+    """The global audit log: every change to every business row, filterable, never editable.
+
+    An event's data and diff are shown with MASKED_FIELDS masked (card numbers: only the recorded
+    reveal and export show them whole).
+    """
 
     paginator = AuditLogPaginator
     # Newest first, from the (pgh_created_at, pgh_id) index of each event table; other orders
@@ -249,7 +283,22 @@ class AuditLogAdmin(LargeTableAdminMixin, EventsAdmin):
         ]
 
     def get_list_display(self, request):
-        return ["pgh_created_at", "pgh_obj_model", "pgh_obj_id", "pgh_label", "who", "where", "pgh_diff"]
+        return ["pgh_created_at", "pgh_obj_model", "pgh_obj_id", "pgh_label", "who", "where", "changes"]
+
+    def get_fields(self, request, obj=None):
+        shown_as = {"pgh_data": "data", "pgh_diff": "changes"}
+        return list(dict.fromkeys(shown_as.get(name, name) for name in super().get_fields(request, obj)))
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "data", "changes"]
+
+    @admin.display(description=Events._meta.get_field("pgh_data").verbose_name)
+    def data(self, event) -> str | None:
+        return _as_json(_masked(event, event.pgh_data, diff=False))
+
+    @admin.display(description=Events._meta.get_field("pgh_diff").verbose_name)
+    def changes(self, event) -> str | None:
+        return _as_json(_masked(event, event.pgh_diff, diff=True))
 
     @admin.display(description=_("who"))
     def who(self, event) -> str:

@@ -33,7 +33,7 @@ from orders.models import (
     UpstreamBalance,
     UpstreamProvider,
 )
-from orders.pins import masked
+from orders.pins import masked, masked_card_number
 from orders.selectors import batch_progress
 from orders.services import (
     BatchImportRefused,
@@ -108,7 +108,11 @@ class ProductAdmin(admin.ModelAdmin):
 
 class CardSecretInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = CardSecret
-    fields = ["card_number", "pin", "expires_at", "created_at"]
+    fields = ["card", "pin", "expires_at", "created_at"]
+
+    @admin.display(description=gettext_lazy("card number"))
+    def card(self, card: CardSecret) -> str:
+        return masked_card_number(card.card_number)
 
     @admin.display(description=gettext_lazy("PIN"))
     def pin(self, card: CardSecret) -> str:
@@ -427,13 +431,19 @@ class OrderBatchAdmin(admin.ModelAdmin):
 
 @admin.register(CardSecret)
 class CardSecretAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["card_number", "pin", "expires_at", "order", "distributor", "created_at"]
+    # Card numbers are masked like the PINs; only the recorded reveal page and export show them whole.
+    # A search by the exact full number still finds its card (it shows nothing the clerk did not type).
+    list_display = ["card", "pin", "expires_at", "order", "distributor", "created_at"]
     search_fields = ["=card_number", "=order__client_reference"]
     list_select_related = ["order__distributor"]
-    fields = ["order", "card_number", "pin", "expires_at", "created_at"]
+    fields = ["order", "card", "pin", "expires_at", "created_at"]
     readonly_fields = fields
     actions = ["reveal", "export_xlsx"]
     show_full_result_count = False
+
+    @admin.display(description=gettext_lazy("card number"))
+    def card(self, card: CardSecret) -> str:
+        return masked_card_number(card.card_number)
 
     @admin.display(description=gettext_lazy("PIN"))
     def pin(self, card: CardSecret) -> str:

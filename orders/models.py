@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from distributors.models import MONEY, Distributor
+from orders.pins import masked_card_number
 
 
 class UpstreamProvider(models.TextChoices):
@@ -246,7 +247,8 @@ class CardSecret(models.Model):
         constraints = [models.UniqueConstraint(fields=["order", "card_number"], name="card_secret_unique_per_order")]
 
     def __str__(self) -> str:
-        return f"{self.card_number} ****"
+        # Shown wherever a card is named (titles, breadcrumbs, links, confirmations): masked.
+        return masked_card_number(self.card_number)
 
 
 class PinDisclosure(models.Model):

@@ -51,3 +51,13 @@ def reencrypt_pin(ciphertext: bytes | memoryview) -> bytes:
 
 def masked(pin_length: int = 6) -> str:
     return "•" * pin_length
+
+
+def masked_card_number(number: str, visible: int = 4) -> str:
+    """A card number as every page but the recorded reveal and export shows it: only its last characters.
+
+    The mask has a fixed length, so it does not tell how long the number is; a short number shows
+    fewer characters, so that at least as many are hidden as shown.
+    """
+    shown = min(visible, len(number) // 2)
+    return "•" * 4 + (number[-shown:] if shown else "")

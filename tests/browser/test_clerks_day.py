@@ -290,10 +290,13 @@ def test_clerk_places_a_gift_card_order_and_cannot_reveal_its_pin(backoffice, op
     shot(page, "16-clerk-order-succeeded")
     day["placed"] = True
 
-    # The card's PIN: masked in the list, and no reveal action for a clerk.
+    # The card's PIN and number: masked in the list (the number keeps its last four characters), and no
+    # reveal action for a clerk.
     page.goto(backoffice.url(f"/admin/orders/cardsecret/?q={reference}"))
     assert page.locator("#result_list tbody tr").count() == 1
     assert page.inner_text("#result_list td.field-pin") == "••••••"
+    card_masked = page.inner_text("#result_list tbody tr a").strip()
+    assert card_masked.startswith("••••") and card_masked in cards.inner_text()
     offered = page.locator("select[name=action] option").evaluate_all("options => options.map(o => o.value)")
     assert "reveal" not in offered and "export_xlsx" not in offered
     shot(page, "17-clerk-card-pin-masked")
@@ -310,12 +313,11 @@ def test_clerk_places_a_gift_card_order_and_cannot_reveal_its_pin(backoffice, op
     body = response.text()
     assert response.status in (200, 302, 403), response.status
     assert "revealed-pins" not in body and "卡密密码明文" not in body
-    # ...and nothing was disclosed: no PIN disclosure is recorded for the card.
-    card_number = page.inner_text("#result_list tbody tr a").strip()
-    page.goto(backoffice.url(f"/admin/orders/pindisclosure/?q={card_number}"))
+    # ...and nothing was disclosed: no PIN disclosure is recorded for the clerk.
+    page.goto(backoffice.url("/admin/orders/pindisclosure/?q=clerk"))
     assert page.locator("#result_list tbody tr").count() == 0
     shot(page, "18-clerk-no-pin-disclosed")
-    day["card_number"] = card_number
+    day["card_masked"] = card_masked
 
 
 def test_supervisor_reveals_the_pin(backoffice, open_browser, day):
@@ -335,6 +337,9 @@ def test_supervisor_reveals_the_pin(backoffice, open_browser, day):
     assert row.locator("td").first.inner_text() == reference
     pin = row.locator("td.pin").inner_text().strip()
     assert pin and "•" not in pin
+    card_number = row.locator("td").nth(1).inner_text().strip()  # whole here, beside the PIN
+    assert "•" not in card_number
+    assert needs(day, "card_masked", "the clerk's masked card list") == "••••" + card_number[-4:]
     shot(page, "21-supervisor-pin-revealed")
     page.goto(backoffice.url(f"/admin/orders/pindisclosure/?q={row.locator('td').nth(1).inner_text()}"))
     assert page.locator("#result_list td.field-user").all_inner_texts() == ["supervisor"]
