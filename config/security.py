@@ -14,12 +14,18 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django_otp import user_has_device
 
-# Checked by name, so a permission that does not exist yet (card PINs) applies as soon as it does.
-SECOND_FACTOR_PERMISSIONS = (
-    "distributors.approve_fundtransaction",
-    "distributors.resolve_erpsync",
-    "orders.reveal_cardsecret",
-)
+# The one table of permissions that move money or reveal a secret, and what each does: whoever holds
+# one of them signs in with a second factor. tests/security/test_second_factor_table.py runs every
+# admin action and fails if one posts to the ledger or decrypts a PIN without a permission listed here.
+SECOND_FACTOR_PERMISSIONS = {
+    "distributors.approve_fundtransaction": "posts a fund transaction to the ledger",
+    "distributors.resolve_erpsync": "records money in an ERP as arrived, or sends it again",
+    "distributors.retry_erpsync": "sends a money record to an ERP again",
+    "orders.place_rechargeorder": "holds an order's price on the distributor's balance",
+    "orders.resolve_rechargeorder": "keeps or releases the price an order holds",
+    "orders.reveal_cardsecret": "shows card PINs",
+    "orders.export_cardsecret": "writes card PINs to a file",
+}
 
 
 def second_factor_required(user) -> bool:

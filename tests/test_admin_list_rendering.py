@@ -27,7 +27,7 @@ from django.utils import translation
 
 from distributors.models import ErpSync, ErpTarget, FundTransaction, FundTransactionType, SyncStatus
 from orders.models import OrderKind, Product, RechargeOrder, UpstreamProvider
-from tests.factories import make_distributor, verify_second_factor
+from tests.factories import make_distributor, sign_in, verify_second_factor
 from tests.test_admin_lists import LISTS, add_rows
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ DJANGO_ADMIN_TEMPLATES = Path(django.__file__).parent / "contrib" / "admin" / "t
 @pytest.fixture
 def admin_client(client):
     user = get_user_model().objects.create_superuser("root", password="a-long-test-password")
-    client.force_login(user)
+    sign_in(client, user)
     verify_second_factor(client, user)
     client.user = user
     return client

@@ -22,7 +22,7 @@ from distributors.models import FundTransaction, FundTransactionStatus, FundTran
 from orders.models import OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
 from providers.models import ProviderCall
 from providers.results import Outcome
-from tests.factories import make_distributor, verify_second_factor
+from tests.factories import make_distributor, sign_in, verify_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ TABLES = {
 @pytest.fixture
 def admin_client(client):
     user = get_user_model().objects.create_superuser("root", password="a-long-test-password")
-    client.force_login(user)
+    sign_in(client, user)
     verify_second_factor(client, user)
     client.user = user
     return client

@@ -13,7 +13,7 @@ from distributors.fund_transactions import fund_transaction_approve, fund_transa
 from distributors.models import ErpSync, SyncStatus
 from orders.models import OrderKind, OrderStatus, Product, RechargeOrder
 from orders.services import order_create
-from tests.factories import make_distributor, make_user, verify_second_factor
+from tests.factories import make_distributor, make_user, sign_in, verify_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +40,7 @@ def busy_day():
 
 
 def test_every_dashboard_number_matches_the_list_it_links_to(client, busy_day):
-    client.force_login(busy_day)
+    sign_in(client, busy_day)
     verify_second_factor(client, busy_day)
 
     index = client.get(reverse("admin:index"))
@@ -65,7 +65,7 @@ def test_every_dashboard_number_matches_the_list_it_links_to(client, busy_day):
 
 
 def test_the_dashboard_draws_its_chart_without_scripts(client, busy_day):
-    client.force_login(busy_day)
+    sign_in(client, busy_day)
     verify_second_factor(client, busy_day)
 
     page = client.get(reverse("admin:index")).content.decode()

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from config.roles import AUDITOR, FINANCE_CLERK, FINANCE_SUPERVISOR
 from distributors.models import Distributor, LedgerEntry
-from tests.factories import fund, make_distributor, make_user, verify_second_factor
+from tests.factories import fund, make_distributor, make_user, sign_in, verify_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ def distributor():
 
 def login(client, role):
     user = make_user(role.lower().replace(" ", "_"), role)
-    client.force_login(user)
+    sign_in(client, user)
     return user
 
 
@@ -84,6 +84,5 @@ def test_an_auditor_reads_everything_and_changes_nothing(client, distributor):
 
 def test_nobody_without_a_role_gets_into_the_back_office(client, distributor):
     user = make_user("nobody")
-    client.force_login(user)
-
+    sign_in(client, user)
     assert client.get(reverse("admin:distributors_distributor_changelist")).status_code == 403

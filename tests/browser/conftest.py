@@ -6,9 +6,9 @@ on :8000) in its own process group, waits for the login page, reads var/demo-pas
 the whole group once the last browser test of the session has run (so the rest of the suite never
 runs with a live server on :8000). Nothing here uses the pytest-django test database.
 
-The supervisor's TOTP key is learnt from the real enrolment page the first time and kept in
-var/browser-tests/supervisor-totp.json (beside var/demo-password), so a later session on the same
-var/ signs in with a code instead of enrolling again.
+The clerk's and the supervisor's TOTP keys (both move money) are learnt from the real enrolment
+page the first time and kept in var/browser-tests/<username>-totp.json (beside var/demo-password),
+so a later session on the same var/ signs in with a code instead of enrolling again.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ CHROMIUM_ARGS = [
 ]
 START_TIMEOUT = float(os.environ.get("BROWSER_START_TIMEOUT", "300"))  # a first start installs and migrates
 STOP_TIMEOUT = 20.0
-TOTP_FILE = ROOT / "var" / "browser-tests" / "supervisor-totp.json"
+TOTP_DIR = ROOT / "var" / "browser-tests"
 # What scripts/test exports for the pytest run; the server is started as the README starts it,
 # without them (DEBUG=0 would make its cookies HTTPS-only) and on the embedded PostgreSQL.
 TEST_RUN_VARIABLES = ("DEBUG", "SECRET_KEY", "SECURE_SSL_REDIRECT", "STATIC_MANIFEST", "DATABASE_URL")
@@ -66,30 +66,32 @@ def _log_tail(lines: int = 40) -> str:
 
 
 @dataclass
-class SupervisorKey:
-    """The supervisor's TOTP key and the last time step used (a code is accepted once)."""
+class TotpKey:
+    """A demo user's TOTP key and the last time step used (a code is accepted once)."""
 
+    path: Path
     key: bytes | None = None
     last_step: int = -1
 
     @classmethod
-    def load(cls) -> SupervisorKey:
+    def load(cls, username: str) -> TotpKey:
+        path = TOTP_DIR / f"{username}-totp.json"
         try:
-            data = json.loads(TOTP_FILE.read_text())
-            return cls(key=base64.b32decode(data["key"]), last_step=int(data.get("last_step", -1)))
+            data = json.loads(path.read_text())
+            return cls(path, key=base64.b32decode(data["key"]), last_step=int(data.get("last_step", -1)))
         except (OSError, ValueError, KeyError):
-            return cls()
+            return cls(path)
 
     def save(self) -> None:
-        TOTP_FILE.parent.mkdir(parents=True, exist_ok=True)
-        TOTP_FILE.touch(mode=0o600)
-        TOTP_FILE.write_text(json.dumps({"key": base64.b32encode(self.key).decode(), "last_step": self.last_step}))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch(mode=0o600)
+        self.path.write_text(json.dumps({"key": base64.b32encode(self.key).decode(), "last_step": self.last_step}))
 
     def code(self) -> str:
         """A code for a time step not used yet, waiting for the next step when needed."""
         from django_otp.oath import TOTP
 
-        assert self.key is not None, "the supervisor's TOTP key is not known"
+        assert self.key is not None, f"the TOTP key in {self.path} is not known"
         totp = TOTP(self.key)
         while totp.t() <= self.last_step:
             time.sleep(0.5)
@@ -107,7 +109,12 @@ class Backoffice:
     base_url: str
     password: str
     process: subprocess.Popen
-    supervisor: SupervisorKey = field(default_factory=SupervisorKey.load)
+    totp_keys: dict[str, TotpKey] = field(default_factory=dict)
+
+    def totp_key(self, username: str) -> TotpKey:
+        if username not in self.totp_keys:
+            self.totp_keys[username] = TotpKey.load(username)
+        return self.totp_keys[username]
 
     def url(self, path: str) -> str:
         return self.base_url + path

@@ -67,28 +67,28 @@ def login(page, backoffice, username: str, screenshot: str | None = None) -> Non
     assert "/admin/login/" not in page.url, f"{username} could not sign in: {page.locator('.errornote').all_inner_texts()}"
 
 
-def login_supervisor(page, backoffice, screenshot_prefix: str) -> None:
+def login_with_second_factor(page, backoffice, username: str, screenshot_prefix: str) -> None:
     """Password, then the second factor: enrol through the real page the first time, else give a code."""
-    login(page, backoffice, "supervisor")
-    supervisor = backoffice.supervisor
+    login(page, backoffice, username, screenshot=f"{screenshot_prefix}-login")
+    totp = backoffice.totp_key(username)
     if "/admin/second-factor/verify/" in page.url:
-        if supervisor.key is None:
+        if totp.key is None:
             pytest.fail(
-                "The supervisor already has an authenticator enrolled that these tests did not enrol (no key in "
-                "var/browser-tests/supervisor-totp.json). Remove it to let them enrol again: "
+                f"{username} already has an authenticator enrolled that these tests did not enrol (no key in "
+                f"{totp.path}). Remove it to let them enrol again: "
                 ".venv/bin/python manage.py shell -c \"from django_otp.plugins.otp_totp.models import TOTPDevice; "
-                "TOTPDevice.objects.filter(user__username='supervisor').delete()\""
+                f"TOTPDevice.objects.filter(user__username='{username}').delete()\""
             )
-        page.fill("#id_token", supervisor.code())
+        page.fill("#id_token", totp.code())
         shot(page, f"{screenshot_prefix}-second-factor")
         navigate(page, page.get_by_role("button", name="验证", exact=True))
     elif "/admin/second-factor/" in page.url:
         secret = page.inner_text("#second-factor-secret").strip()
         assert page.locator("#second-factor-qr-code svg").count() == 1
-        supervisor.key = base64.b32decode(secret)
-        supervisor.last_step = -1
-        supervisor.save()
-        page.fill("#id_token", supervisor.code())
+        totp.key = base64.b32decode(secret)
+        totp.last_step = -1
+        totp.save()
+        page.fill("#id_token", totp.code())
         shot(page, f"{screenshot_prefix}-enrol-second-factor")
         navigate(page, page.get_by_role("button", name="确认", exact=True))
         assert page.locator("#backup-codes li").count() == 10
@@ -156,7 +156,7 @@ def wait_for_import_status(page, wanted: str, timeout: float = 60.0) -> None:
 
 def test_clerk_imports_recharges_and_submits_them(backoffice, open_browser, day, tmp_path):
     page = open_browser()
-    login(page, backoffice, "clerk", screenshot="01-clerk-login")
+    login_with_second_factor(page, backoffice, "clerk", "01-clerk")
     assert "分销商资金后台" in page.inner_text("body") and "财务工作台" in page.title()  # the Chinese admin
     shot(page, "02-clerk-home")
 
@@ -208,7 +208,7 @@ def test_clerk_imports_recharges_and_submits_them(backoffice, open_browser, day,
 def test_supervisor_approves_and_both_erps_receive_them(backoffice, open_browser, day):
     vouchers = needs(day, "vouchers", "the clerk's submitted import")
     page = open_browser()
-    login_supervisor(page, backoffice, "08-supervisor")
+    login_with_second_factor(page, backoffice, "supervisor", "08-supervisor")
     listing = backoffice.url(f"/admin/distributors/fundtransaction/?voucher_no__in={','.join(vouchers)}")
     page.goto(listing)
     page.check("#action-toggle")
@@ -250,7 +250,7 @@ def test_supervisor_approves_and_both_erps_receive_them(backoffice, open_browser
 def test_clerk_places_a_gift_card_order_and_cannot_reveal_its_pin(backoffice, open_browser, day):
     needs(day, "products", "the supervisor's 17bst product sync")
     page = open_browser()
-    login(page, backoffice, "clerk")
+    login_with_second_factor(page, backoffice, "clerk", "14a-clerk")
     page.goto(backoffice.url("/admin/orders/rechargeorder/add/"))
     page.locator(".field-distributor .select2-selection").click()
     page.locator(".select2-search__field").fill(DISTRIBUTOR)
@@ -324,7 +324,7 @@ def test_supervisor_reveals_the_pin(backoffice, open_browser, day):
     reference = needs(day, "order", "the clerk's gift-card order")
     needs(day, "placed", "the clerk's placed gift-card order")
     page = open_browser()
-    login_supervisor(page, backoffice, "19-supervisor")
+    login_with_second_factor(page, backoffice, "supervisor", "19-supervisor")
     page.goto(backoffice.url(f"/admin/orders/cardsecret/?q={reference}"))
     page.check("#action-toggle")
     run_action(page, "reveal")

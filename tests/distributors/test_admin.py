@@ -13,14 +13,14 @@ from openpyxl import load_workbook
 
 from config.roles import FINANCE_CLERK
 from distributors.models import EntryKind
-from tests.factories import fund, make_distributor, make_user
+from tests.factories import fund, make_distributor, make_user, sign_in
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def clerk_client(client):
-    client.force_login(make_user("clerk", FINANCE_CLERK))
+    sign_in(client, make_user("clerk", FINANCE_CLERK))
     return client
 
 

@@ -12,14 +12,14 @@ from openpyxl import load_workbook
 
 from config.roles import FINANCE_CLERK
 from distributors.models import ErpSync, FundTransaction
-from tests.factories import make_distributor, make_user
+from tests.factories import make_distributor, make_user, sign_in
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def clerk_client(client):
-    client.force_login(make_user("clerk", FINANCE_CLERK))
+    sign_in(client, make_user("clerk", FINANCE_CLERK))
     return client
 
 
@@ -90,7 +90,7 @@ def test_sync_results_export(clerk_client, transaction, action):
 def test_an_export_in_chinese_imports_again_unchanged(client, transaction):
     from distributors.imports import import_fund_transactions
 
-    client.force_login(make_user("clerk2", FINANCE_CLERK))
+    sign_in(client, make_user("clerk2", FINANCE_CLERK))
     content = client.post(
         reverse("admin:distributors_fundtransaction_changelist"),
         {"action": "export_xlsx", "_selected_action": [transaction.pk]},

@@ -13,7 +13,7 @@ from config.models import ExportJob, ExportStatus
 from config.roles import FINANCE_CLERK
 from distributors.exports import export_job_run
 from distributors.fund_transactions import fund_transaction_create
-from tests.factories import make_distributor, make_user
+from tests.factories import make_distributor, make_user, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def clerk_client(client):
     clerk = make_user("exporter", FINANCE_CLERK)
-    client.force_login(clerk)
+    sign_in(client, clerk)
     client.user = clerk
     return client
 
@@ -73,7 +73,6 @@ def test_nobody_else_downloads_a_clerks_export(settings, client, clerk_client, t
     job = ExportJob.objects.get()
     export_job_run(export_job_id=job.pk)
     other = make_user("other-clerk", FINANCE_CLERK)
-    client.force_login(other)
-
+    sign_in(client, other)
     assert client.get(reverse("admin:backoffice_exportjob_download", args=[job.pk])).status_code == 403
     assert client.get(reverse("admin:backoffice_exportjob_change", args=[job.pk])).status_code == 302

@@ -35,7 +35,7 @@ from distributors.models import (
 from distributors.services import ledger_balance_check
 from providers.models import ProviderCall
 from providers.sandbox.server import Fault
-from tests.factories import make_distributor, make_user, verify_second_factor
+from tests.factories import make_distributor, make_user, sign_in, verify_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -167,7 +167,7 @@ def test_a_draft_its_erp_would_refuse_stays_a_draft_with_the_reason(clerk, distr
 def test_nothing_past_draft_can_be_edited_in_the_admin(client, clerk, supervisor, distributor):
     fund_transaction = submitted(clerk, distributor)
     fund_transaction_approve(fund_transaction_id=fund_transaction.pk, actor=supervisor)
-    client.force_login(supervisor)
+    sign_in(client, supervisor)
     verify_second_factor(client, supervisor)
 
     response = client.post(
@@ -182,7 +182,7 @@ def test_nothing_past_draft_can_be_edited_in_the_admin(client, clerk, supervisor
 
 def test_approval_in_the_admin_asks_for_confirmation_first(client, clerk, supervisor, distributor):
     fund_transaction = submitted(clerk, distributor)
-    client.force_login(supervisor)
+    sign_in(client, supervisor)
     verify_second_factor(client, supervisor)
     url = reverse("admin:distributors_fundtransaction_changelist")
     selection = {"action": "approve", "_selected_action": [fund_transaction.pk]}

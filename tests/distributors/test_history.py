@@ -10,7 +10,7 @@ from pghistory.models import Events
 
 from config.roles import AUDITOR, FINANCE_CLERK
 from distributors.models import Distributor, DistributorStatus
-from tests.factories import make_distributor, make_user
+from tests.factories import make_distributor, make_user, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -47,8 +47,7 @@ def test_changes_carry_the_context_they_were_made_in():
 def test_an_admin_action_is_attributed_to_the_user_and_the_action(client):
     clerk = make_user("clerk1", FINANCE_CLERK)
     distributor = make_distributor()
-    client.force_login(clerk)
-
+    sign_in(client, clerk)
     response = client.post(
         reverse("admin:distributors_distributor_changelist"),
         {"action": "suspend", "_selected_action": [distributor.pk]},
@@ -77,10 +76,10 @@ def test_the_audit_log_is_filterable_and_read_only_for_an_auditor(client):
     clerk = make_user("clerk2", FINANCE_CLERK)
     auditor = make_user("auditor1", AUDITOR)
     distributor = make_distributor()
-    client.force_login(clerk)
+    sign_in(client, clerk)
     client.post(reverse("admin:distributors_distributor_changelist"),
                 {"action": "suspend", "_selected_action": [distributor.pk]})
-    client.force_login(auditor)
+    sign_in(client, auditor)
     url = reverse("admin:pghistory_events_changelist")
 
     by_user = client.get(url, {"user": clerk.pk})
@@ -97,8 +96,7 @@ def test_the_audit_log_is_filterable_and_read_only_for_an_auditor(client):
 def test_every_change_page_links_to_the_history_of_its_object(client):
     auditor = make_user("auditor2", AUDITOR)
     distributor = make_distributor()
-    client.force_login(auditor)
-
+    sign_in(client, auditor)
     page = client.get(reverse("admin:distributors_distributor_change", args=[distributor.pk])).content.decode()
 
     assert f"method=tracks&obj=distributors.Distributor:{distributor.pk}" in page

@@ -14,7 +14,7 @@ from config.roles import AUDITOR, FINANCE_CLERK
 from distributors.imports import import_fund_transactions, import_job_confirm, import_job_create, import_job_run, import_job_validate
 from distributors.models import FundTransaction, FundTransactionStatus, ImportJob, ImportStatus
 from tests.distributors.import_support import CHINESE, ENGLISH, csv_bytes, row, xlsx
-from tests.factories import make_distributor, make_user
+from tests.factories import make_distributor, make_user, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -153,7 +153,7 @@ def test_a_voucher_recorded_between_the_check_and_the_import_fails_the_whole_imp
 
 @pytest.fixture
 def clerk_client(client, clerk):
-    client.force_login(clerk)
+    sign_in(client, clerk)
     return client
 
 
@@ -207,7 +207,6 @@ def test_a_file_that_is_neither_xlsx_nor_csv_is_refused_at_upload(clerk_client):
 
 
 def test_an_auditor_may_not_import(client):
-    client.force_login(make_user("auditor", AUDITOR))
-
+    sign_in(client, make_user("auditor", AUDITOR))
     assert client.get(reverse("admin:distributors_importjob_add")).status_code == 403
     assert client.post(reverse("admin:distributors_importjob_confirm", args=[1])).status_code == 403

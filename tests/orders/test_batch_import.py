@@ -15,6 +15,7 @@ from orders.imports import batch_file_check
 from orders.models import OrderBatch, OrderStatus, Product, RechargeOrder, UpstreamProvider
 from orders.selectors import batch_progress
 from orders.services import BatchImportRefused, batch_import, batch_place
+from tests.factories import sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +49,7 @@ def open_amount_product():
 
 @pytest.fixture
 def admin_client(client, clerk):
-    client.force_login(clerk)
+    sign_in(client, clerk)
     return client
 
 

@@ -25,7 +25,7 @@ from django.utils import timezone, translation
 from config.roles import FINANCE_CLERK
 from orders.batch_uploads import UploadUnavailable, batch_upload_confirm, batch_upload_store, batch_uploads_purge
 from orders.models import OrderBatch, PendingBatchUpload, RechargeOrder
-from tests.factories import make_user
+from tests.factories import make_user, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +63,7 @@ def last_message(response) -> str:
 
 @pytest.fixture
 def signed_in(client, clerk):
-    client.force_login(clerk)
+    sign_in(client, clerk)
     client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
     return client
 
@@ -104,8 +104,7 @@ def test_another_user_cannot_confirm_someone_elses_preview(client, signed_in, cl
                                                            direct_charge_product):
     token = preview(signed_in, distributor, direct_charge_product, big_csv(3)).context["token"]
     other = make_user("other_clerk", FINANCE_CLERK)
-    client.force_login(other)
-
+    sign_in(client, other)
     refused = confirm(client, token)
 
     assert refused.status_code == 302 and refused["Location"] == IMPORT
@@ -114,7 +113,7 @@ def test_another_user_cannot_confirm_someone_elses_preview(client, signed_in, cl
     with pytest.raises(UploadUnavailable):
         batch_upload_confirm(token=token, actor=other)
     # The owner's preview is untouched and still theirs to confirm.
-    client.force_login(clerk)
+    sign_in(client, clerk)
     assert confirm(client, token).status_code == 302 and OrderBatch.objects.get().created_by == clerk
 
 

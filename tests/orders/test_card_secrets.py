@@ -17,7 +17,7 @@ from orders.models import CardSecret, PinDisclosure
 from orders.pins import PinUnreadable, decrypt_pin, encrypt_pin
 from orders.services import _store_cards, card_secret_reveal, card_secrets_export, order_create
 from providers.results import CardSecretData
-from tests.factories import make_user
+from tests.factories import make_user, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -92,7 +92,7 @@ def test_an_export_needs_the_permission_and_records_each_pin(clerk, supervisor, 
 
 
 def test_the_admin_masks_pins_and_a_clerk_cannot_reveal(client, clerk, cards):
-    client.force_login(clerk)
+    sign_in(client, clerk)
     url = reverse("admin:orders_cardsecret_changelist")
 
     listing = client.get(url).content.decode()

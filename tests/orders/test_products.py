@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from orders.models import Product, UpstreamBalance
 from orders.services import products_sync_bst17, upstream_balance_refresh
-from tests.factories import verify_second_factor
+from tests.factories import sign_in, verify_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -30,18 +30,18 @@ def test_the_balance_is_read_and_shown_to_clerks(sandbox, client, supervisor):
     balance = upstream_balance_refresh()
     assert balance.credit == Decimal("10000.00")
 
-    client.force_login(supervisor)
+    sign_in(client, supervisor)
     verify_second_factor(client, supervisor)
     page = client.get(reverse("admin:orders_product_changelist")).content.decode()
     assert "10000.00" in page
 
 
 def test_the_sync_button_needs_its_permission(sandbox, client, clerk, supervisor):
-    client.force_login(clerk)
+    sign_in(client, clerk)
     assert client.post(reverse("admin:orders_product_sync")).status_code == 403
     assert not Product.objects.exists()
 
-    client.force_login(supervisor)
+    sign_in(client, supervisor)
     verify_second_factor(client, supervisor)
     assert client.post(reverse("admin:orders_product_sync")).status_code == 302
     assert Product.objects.filter(provider="bst17").count() == 4

@@ -111,7 +111,7 @@ def reading_pages(cards) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("role", [FINANCE_CLERK, AUDITOR])
 def test_no_page_a_clerk_or_auditor_can_open_shows_a_pin(client, cards, role):
-    client.force_login(make_user("reader", role))
+    sign_in(client, make_user("reader", role))
     before = snapshot()
     disclosures = PinDisclosure.objects.count()
 
@@ -191,7 +191,7 @@ def supervisor_without(client, codename: str):
     ]
     user.user_permissions.set(permissions)
     assert user.has_perm("orders.view_cardsecret") and not user.has_perm(f"orders.{codename}")
-    client.force_login(user)
+    sign_in(client, user)
     verify_second_factor(client, user)
     return user
 
@@ -232,7 +232,7 @@ def test_a_supervisor_without_the_permission_cannot_reveal_or_export(client, car
 def test_the_check_would_see_a_pin_a_supervisor_reveals(client, cards):
     """The control: with the permission, the PIN is on the page, and the reveal is recorded."""
     supervisor = make_user("revealer", FINANCE_SUPERVISOR)
-    client.force_login(supervisor)
+    sign_in(client, supervisor)
     verify_second_factor(client, supervisor)
     card = cards["cards"][-1]
 

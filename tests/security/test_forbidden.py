@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from config.roles import AUDITOR, FINANCE_CLERK
-from tests.factories import make_user
+from tests.factories import make_user, sign_in
 from tests.security.conftest import WORLD_PINS, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -202,7 +202,7 @@ def attempts(role, label, world, user):
 @pytest.mark.parametrize("label", MODELS)
 def test_everything_out_of_the_role_is_refused_and_changes_nothing(client, world, role, label):
     user = make_user(f"intruder_{role.split()[-1].lower()}", role)
-    client.force_login(user)
+    sign_in(client, user)
     tried = 0
 
     for description, method, url, data, kind in attempts(role, label, world, user):
@@ -235,7 +235,7 @@ def test_everything_out_of_the_role_is_refused_and_changes_nothing(client, world
 
 @pytest.mark.parametrize("role", [AUDITOR, FINANCE_CLERK])
 def test_custom_admin_pages_refuse_what_the_role_cannot_do(client, world, role):
-    client.force_login(make_user("intruder", role))
+    sign_in(client, make_user("intruder", role))
     before = snapshot()
 
     assert client.post(reverse("admin:distributors_balancecheck_run")).status_code == 403
@@ -249,8 +249,7 @@ def test_custom_admin_pages_refuse_what_the_role_cannot_do(client, world, role):
 @pytest.mark.parametrize("role", [AUDITOR, FINANCE_CLERK])
 def test_nobody_without_the_permission_makes_themselves_superuser(client, world, role):
     user = make_user("climber", role)
-    client.force_login(user)
-
+    sign_in(client, user)
     client.post(reverse("admin:auth_user_change", args=[user.pk]), hostile_form("auth.User", world, user))
 
     user = get_user_model().objects.get(pk=user.pk)

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from config.roles import FINANCE_CLERK, FINANCE_SUPERVISOR
-from tests.factories import make_user, verify_second_factor
+from tests.factories import make_user, sign_in, verify_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +47,7 @@ def admin_pages(world) -> list[str]:
 
 def test_the_admin_pages_carry_a_strict_policy_and_need_no_inline_script(client, world):
     supervisor = world["supervisor"]
-    client.force_login(supervisor)
+    sign_in(client, supervisor)
     verify_second_factor(client, supervisor)
 
     for url in admin_pages(world):
@@ -71,7 +71,7 @@ def test_the_actions_confirmation_and_login_pages_need_no_inline_script(client, 
     assert not INLINE_SCRIPT.findall(login_page.content.decode())
 
     clerk = make_user("headers_clerk", FINANCE_CLERK)
-    client.force_login(clerk)
+    sign_in(client, clerk)
     confirmation = client.post(
         reverse("admin:distributors_fundtransaction_changelist"),
         {"action": "submit_for_approval", "_selected_action": [world["draft"].pk]},
@@ -82,8 +82,7 @@ def test_the_actions_confirmation_and_login_pages_need_no_inline_script(client, 
 
 
 def test_the_second_factor_pages_work_under_the_policy(client):
-    client.force_login(make_user("headers_supervisor", FINANCE_SUPERVISOR))
-
+    sign_in(client, make_user("headers_supervisor", FINANCE_SUPERVISOR))
     enrol = client.get(reverse("admin:second_factor_enrol"))
 
     assert enrol.status_code == 200

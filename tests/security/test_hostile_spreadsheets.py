@@ -30,7 +30,7 @@ from distributors.models import Account, FundTransaction, ImportStatus, LedgerEn
 from orders.models import OrderBatch, OrderKind, Product, RechargeOrder, UpstreamProvider
 from orders.services import BatchImportRefused, batch_import
 from tests.distributors.import_support import ENGLISH, row
-from tests.factories import fund, make_distributor, make_user
+from tests.factories import fund, make_distributor, make_user, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -195,8 +195,7 @@ def batch_upload(client, clerk, distributor, product):
     A refused file: the page lists its errors and offers no confirmation, the service refuses it
     too, and nothing changed.
     """
-    client.force_login(clerk)
-
+    sign_in(client, clerk)
     def run(content: bytes, filename: str, *, expect_refused: bool | None = True):
         """expect_refused: True, False, or None when either is right (then the outcome is returned)."""
         before = state()

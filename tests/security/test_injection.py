@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from config.roles import FINANCE_CLERK
 from distributors.models import Distributor
-from tests.factories import make_user, verify_second_factor
+from tests.factories import make_user, sign_in, verify_second_factor
 from tests.security.conftest import draft, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,7 @@ HOSTILE_NAME = '<script>alert("x")</script><img src=x onerror=alert(1)> \'; DROP
 
 @pytest.fixture
 def supervisor_client(client, world):
-    client.force_login(world["supervisor"])
+    sign_in(client, world["supervisor"])
     verify_second_factor(client, world["supervisor"])
     return client
 
@@ -81,7 +81,7 @@ def test_hostile_list_parameters_are_refused_or_ignored(supervisor_client, world
 
 def test_a_hostile_distributor_name_is_stored_as_typed_and_shown_escaped_everywhere(client, world):
     clerk = make_user("typist", FINANCE_CLERK)
-    client.force_login(clerk)
+    sign_in(client, clerk)
     form = {
         "code": "HTML1", "name": HOSTILE_NAME, "contact_name": SCRIPT, "environment": "DOMESTIC", "status": "active",
         "best_gerp_merchant": "default", "wdt_merchant": "default",
@@ -125,7 +125,7 @@ def test_a_hostile_distributor_name_is_stored_as_typed_and_shown_escaped_everywh
 
 
 def test_sql_in_form_fields_is_stored_as_text(client, world):
-    client.force_login(make_user("typist", FINANCE_CLERK))
+    sign_in(client, make_user("typist", FINANCE_CLERK))
     before = Distributor.objects.count()
 
     for number, payload in enumerate(PAYLOADS):

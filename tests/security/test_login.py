@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from config.roles import AUDITOR, FINANCE_CLERK, FINANCE_SUPERVISOR
 from tests.factories import make_user, verify_second_factor
+from tests.factories import sign_in as log_in_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -125,7 +126,7 @@ def test_a_supervisor_sees_the_lockout_and_clears_it(client):
 @pytest.mark.parametrize("role", [FINANCE_CLERK, AUDITOR])
 def test_clerks_and_auditors_can_neither_see_nor_clear_lockouts(client, role):
     fail_until_locked(client, "victim")
-    client.force_login(make_user("user_g", role))
+    log_in_verified(client, make_user("user_g", role))
     attempt = AccessAttempt.objects.get(username="victim")
 
     assert client.get(reverse("admin:axes_accessattempt_changelist")).status_code == 403
@@ -134,7 +135,7 @@ def test_clerks_and_auditors_can_neither_see_nor_clear_lockouts(client, role):
 
 
 def test_a_session_ends_after_the_inactivity_timeout_not_while_in_use(client):
-    client.force_login(make_user("clerk_h", FINANCE_CLERK))
+    log_in_verified(client, make_user("clerk_h", FINANCE_CLERK))
     index = reverse("admin:index")
     idle = timedelta(seconds=settings.SESSION_COOKIE_AGE)
     start = timezone.now()
@@ -164,7 +165,7 @@ def test_the_session_cookie_is_secure_http_only_and_ends_with_the_browser(client
 @pytest.mark.parametrize("weak", ["short1", "password123", "1234567890123", "clerk_j_clerk"])
 def test_the_admin_refuses_a_weak_new_password(client, weak):
     user = make_user("clerk_j_clerk", FINANCE_CLERK)
-    client.force_login(user)
+    log_in_verified(client, user)
 
     response = client.post(
         reverse("admin:password_change"),
@@ -179,7 +180,7 @@ def test_the_admin_refuses_a_weak_new_password(client, weak):
 
 def test_the_admin_accepts_a_strong_new_password(client):
     user = make_user("clerk_k", FINANCE_CLERK)
-    client.force_login(user)
+    log_in_verified(client, user)
 
     response = client.post(
         reverse("admin:password_change"),

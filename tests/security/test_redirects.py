@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from config.roles import FINANCE_SUPERVISOR
-from tests.factories import make_user, verify_second_factor
+from tests.factories import make_user, sign_in, verify_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,7 @@ PRODUCTS = "/admin/orders/product/"
 @pytest.fixture
 def supervisor(client):
     user = make_user("syncing_supervisor", FINANCE_SUPERVISOR)
-    client.force_login(user)
+    sign_in(client, user)
     verify_second_factor(client, user)
     return user
 

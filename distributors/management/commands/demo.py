@@ -56,7 +56,8 @@ class Command(BaseCommand):
         for username, role in DEMO_USERS:
             self.stdout.write(f"  {username:<11} {role}")
         self.stdout.write(
-            _("On first login the supervisor must enrol a second factor (an authenticator app) at %(url)s")
+            _("On first login the clerk and the supervisor (they move money) enrol a second factor (an "
+              "authenticator app) at %(url)s")
             % {"url": f"http://127.0.0.1:8000{reverse('admin:second_factor_enrol')}"}
         )
 
