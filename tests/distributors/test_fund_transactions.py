@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from config.roles import FINANCE_CLERK, FINANCE_SUPERVISOR
+from config.roles import FINANCE_SUPERVISOR
 from distributors.erp_sync import erp_sync_resolve, erp_sync_retry, erp_sync_submit
 from distributors.exceptions import InsufficientFunds
 from distributors.fund_transactions import (
@@ -38,16 +38,6 @@ from providers.sandbox.server import Fault
 from tests.factories import make_distributor, make_user, sign_in, verify_second_factor
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clerk():
-    return make_user("clerk", FINANCE_CLERK)
-
-
-@pytest.fixture
-def supervisor():
-    return make_user("supervisor", FINANCE_SUPERVISOR)
 
 
 @pytest.fixture

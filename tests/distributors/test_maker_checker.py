@@ -12,7 +12,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
-from config.roles import FINANCE_CLERK, FINANCE_SUPERVISOR
+from config.roles import FINANCE_SUPERVISOR
 from distributors.fund_transactions import (
     TransitionRefused,
     fund_transaction_approve,
@@ -27,16 +27,6 @@ from distributors.models import Account, FundTransaction, FundTransactionStatus,
 from tests.factories import make_distributor, make_user, sign_in
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clerk():
-    return make_user("clerk", FINANCE_CLERK)
-
-
-@pytest.fixture
-def supervisor():
-    return make_user("supervisor", FINANCE_SUPERVISOR)
 
 
 @pytest.fixture
