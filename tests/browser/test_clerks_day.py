@@ -285,8 +285,9 @@ def test_clerk_places_a_gift_card_order_and_cannot_reveal_its_pin(backoffice, op
             shot(page, "16-clerk-order-FAILED")
             pytest.fail(f"The gift-card order is “{status}”: {page.inner_text('.field-status_reason')}")
         time.sleep(2)
-    cards = page.locator("#card_secrets-group")
-    assert "••••••" in cards.inner_text()  # the order page shows the PIN masked
+    # Read now: a locator is looked up again on whatever page is open when it is used.
+    cards_on_the_order_page = page.locator("#card_secrets-group").inner_text()
+    assert "••••••" in cards_on_the_order_page  # the order page shows the PIN masked
     shot(page, "16-clerk-order-succeeded")
     day["placed"] = True
 
@@ -296,7 +297,7 @@ def test_clerk_places_a_gift_card_order_and_cannot_reveal_its_pin(backoffice, op
     assert page.locator("#result_list tbody tr").count() == 1
     assert page.inner_text("#result_list td.field-pin") == "••••••"
     card_masked = page.inner_text("#result_list tbody tr a").strip()
-    assert card_masked.startswith("••••") and card_masked in cards.inner_text()
+    assert card_masked.startswith("••••") and card_masked in cards_on_the_order_page
     offered = page.locator("select[name=action] option").evaluate_all("options => options.map(o => o.value)")
     assert "reveal" not in offered and "export_xlsx" not in offered
     shot(page, "17-clerk-card-pin-masked")
