@@ -47,6 +47,22 @@ def roles_exist(request):
         sync_roles(apps)
 
 
+@pytest.fixture
+def clerk():
+    from config.roles import FINANCE_CLERK
+    from tests.factories import make_user
+
+    return make_user("clerk", FINANCE_CLERK)
+
+
+@pytest.fixture
+def supervisor():
+    from config.roles import FINANCE_SUPERVISOR
+    from tests.factories import make_user
+
+    return make_user("supervisor", FINANCE_SUPERVISOR)
+
+
 @pytest.fixture(autouse=True)
 def card_pin_keys(settings):
     """Card PINs need a key of their own; tests get a fresh one unless the environment set it."""

@@ -4,19 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from config.roles import FINANCE_CLERK, FINANCE_SUPERVISOR
 from orders.models import OrderKind, Product, UpstreamProvider
-from tests.factories import fund, make_distributor, make_user
-
-
-@pytest.fixture
-def clerk():
-    return make_user("clerk", FINANCE_CLERK)
-
-
-@pytest.fixture
-def supervisor():
-    return make_user("supervisor", FINANCE_SUPERVISOR)
+from tests.factories import fund, make_distributor
 
 
 @pytest.fixture
