@@ -10,6 +10,14 @@ class BackOfficeConfig(AppConfig):
     label = "backoffice"
     verbose_name = _("Back office")
 
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from config import database_roles  # registers its deployment check
+
+        # Once per migrate or flush (sent for every app; this one is enough: every table exists by then).
+        post_migrate.connect(database_roles.grant_after_migrate, sender=self)
+
 
 class BackOfficeAdminConfig(AdminConfig):
     """django.contrib.admin, with the admin site that asks some users for a second factor."""

@@ -92,14 +92,31 @@ TEMPLATES = [
 ]
 
 # --- Database: PostgreSQL only -------------------------------------------------------------
+# DATABASE_URL is the application's role, which owns nothing; DATABASE_OWNER_URL, the same
+# database as the role that owns it, is used by migrate and flush only (config.database_roles).
 if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_URL")}
     if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
         raise ImproperlyConfigured("DATABASE_URL must point at a PostgreSQL server (postgres://...).")
+    DATABASE_OWNER = None
+    if env.str("DATABASE_OWNER_URL", default=""):
+        _owner = env.db_url("DATABASE_OWNER_URL")
+        if _owner["NAME"] != DATABASES["default"]["NAME"]:
+            raise ImproperlyConfigured(
+                f"DATABASE_OWNER_URL names the database {_owner['NAME']!r}, DATABASE_URL {DATABASES['default']['NAME']!r}: "
+                "they must be the same database, reached as two roles."
+            )
+        if _owner["USER"] == DATABASES["default"]["USER"]:
+            raise ImproperlyConfigured("DATABASE_OWNER_URL and DATABASE_URL must name two different roles.")
+        DATABASE_OWNER = {key: _owner[key] for key in ("USER", "PASSWORD", "HOST", "PORT")}
+elif env.str("DATABASE_OWNER_URL", default=""):
+    raise ImproperlyConfigured("DATABASE_OWNER_URL is set without DATABASE_URL, the application's own role.")
 else:
     from config.embedded_db import embedded_database_settings
 
-    DATABASES = {"default": embedded_database_settings(VAR_DIR / "pgdata")}
+    _application, DATABASE_OWNER = embedded_database_settings(VAR_DIR / "pgdata")
+    DATABASES = {"default": _application}
+DATABASE_APPLICATION_ROLE = DATABASES["default"]["USER"]
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 # pgtrigger's row triggers read this setting inside an EXCEPTION block; left undefined, every
 # row raises and rolls back a subtransaction, and PostgreSQL rescans the statement's whole

@@ -102,11 +102,37 @@ def sandbox(sandbox_server, sandbox_environment, settings):
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
-    """Close the call-log connection before the test database is dropped (it would block the drop)."""
-    yield
+def django_db_modify_db_settings(django_db_modify_db_settings):
+    """Create and migrate the test database as the owner role, as `manage.py migrate` does.
+
+    Returns the application role's credentials, given back once the database is ready.
+    """
+    from config.database_roles import owner_credentials, use_credentials
+
+    if owner_credentials() is None:
+        return None
+    return use_credentials("default", owner_credentials())
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_modify_db_settings, django_db_blocker):
+    """The tests run as the application role, which owns nothing; the owner drops the database.
+
+    The call-log connection is closed before the drop too (it would block it).
+    """
     from django.db import connections
 
+    from config.database_roles import use_credentials
+
+    application = django_db_modify_db_settings
+    if application is None:
+        yield
+    else:
+        with django_db_blocker.unblock():
+            owner = use_credentials("default", application)
+        yield
+        with django_db_blocker.unblock():
+            use_credentials("default", owner)
     with django_db_blocker.unblock():
         connections["call_log"].close()
 

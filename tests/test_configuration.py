@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_settings(code: str, **env: str) -> subprocess.CompletedProcess:
     """Import the settings in a fresh interpreter with the given environment."""
-    environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY", "DEBUG")}
+    environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_OWNER_URL", "SECRET_KEY", "DEBUG")}
     environment.update(env, DJANGO_SETTINGS_MODULE="config.settings")
     return subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); from django.conf import settings; {code}"],
@@ -52,16 +52,16 @@ def wait_until_gone(pid: int, timeout: float = 20.0) -> None:
 def test_the_embedded_server_starts_is_reused_and_recovers_from_a_crash(tmp_path):
     data_dir = tmp_path / "pgdata"
     try:
-        first = embedded_database_settings(data_dir)
+        first, _owner = embedded_database_settings(data_dir)
         pid = postmaster_pid(data_dir)
 
-        again = embedded_database_settings(data_dir)
+        again, _owner = embedded_database_settings(data_dir)
         assert again == first
         assert postmaster_pid(data_dir) == pid  # the running server was reused
 
         os.kill(pid, signal.SIGKILL)  # a crash: the stale postmaster.pid stays behind
         wait_until_gone(pid)
-        recovered = embedded_database_settings(data_dir)
+        recovered, _owner = embedded_database_settings(data_dir)
         assert postmaster_pid(data_dir) != pid
         with psycopg.connect(host=recovered["HOST"], user=recovered["USER"], dbname=DATABASE_NAME) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -75,7 +75,7 @@ def test_the_embedded_server_starts_is_reused_and_recovers_from_a_crash(tmp_path
 def test_a_start_while_the_embedded_server_is_still_stopping_waits_and_starts_it_again(tmp_path):
     data_dir = tmp_path / "pgdata"
     try:
-        first = embedded_database_settings(data_dir)
+        first, _owner = embedded_database_settings(data_dir)
         pid = postmaster_pid(data_dir)
         session = psycopg.connect(host=first["HOST"], user=first["USER"], dbname=DATABASE_NAME)
         os.kill(pid, signal.SIGTERM)  # a smart shutdown: it waits for the open session to end
@@ -85,7 +85,7 @@ def test_a_start_while_the_embedded_server_is_still_stopping_waits_and_starts_it
             time.sleep(0.05)
         threading.Timer(1.0, session.close).start()
 
-        restarted = embedded_database_settings(data_dir)
+        restarted, _owner = embedded_database_settings(data_dir)
 
         assert postmaster_pid(data_dir) != pid
         with psycopg.connect(host=restarted["HOST"], user=restarted["USER"], dbname=DATABASE_NAME) as conn:

@@ -47,7 +47,9 @@ STOP_TIMEOUT = 20.0
 TOTP_DIR = ROOT / "var" / "browser-tests"
 # What scripts/test exports for the pytest run; the server is started as the README starts it,
 # without them (DEBUG=0 would make its cookies HTTPS-only) and on the embedded PostgreSQL.
-TEST_RUN_VARIABLES = ("DEBUG", "SECRET_KEY", "SECURE_SSL_REDIRECT", "STATIC_MANIFEST", "DATABASE_URL")
+TEST_RUN_VARIABLES = (
+    "DEBUG", "SECRET_KEY", "SECURE_SSL_REDIRECT", "STATIC_MANIFEST", "DATABASE_URL", "DATABASE_OWNER_URL",
+)
 
 
 def _listening(port: int) -> bool:
