@@ -44,12 +44,10 @@ django.setup()
 from django.db import connection, connections  # noqa: E402
 from django.template.response import SimpleTemplateResponse  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.test.utils import (  # noqa: E402
-    CaptureQueriesContext,
-    setup_databases,
-    setup_test_environment,
-    teardown_databases,
-)
+from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
+
+from bench.databases import bench_databases  # noqa: E402
+from config.database_roles import as_owner  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", 20))
 TARGET_MS = float(os.environ.get("BENCH_TARGET_MS", 150))
@@ -144,15 +142,18 @@ CROSS JOIN (SELECT
 def load_rows(first: int, last: int, total: int, users) -> None:
     """Rows first..last of `total`: the newest row is created now, one row every 30 seconds before it.
 
-    The history triggers are switched off for the load (session_replication_role), and each
-    chunk's insert events are written in one INSERT ... SELECT instead, with the context and
-    the time the trigger would have given them: the same rows, many times faster.
+    The history triggers are switched off for the load (by the tables' owner: the application
+    role may not), and each chunk's insert events are written in one INSERT ... SELECT instead,
+    with the context and the time the trigger would have given them: the same rows, many times
+    faster.
     """
     from distributors.models import FundTransaction
     from orders.models import RechargeOrder
 
-    with connection.cursor() as cursor:
-        cursor.execute("SET session_replication_role = replica")
+    tables = [model._meta.db_table for model in (RechargeOrder, FundTransaction)]
+    with as_owner(), connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER USER')
         for start in range(first, last + 1, LOAD_CHUNK):
             end = min(start + LOAD_CHUNK - 1, last)
             user = users[(start // LOAD_CHUNK) % len(users)]
@@ -170,7 +171,8 @@ def load_rows(first: int, last: int, total: int, users) -> None:
                 cursor.execute(sql, params)
                 write_insert_events(cursor, model, after, context_id)
             cursor.execute(PROVIDER_CALLS_SQL, params)
-        cursor.execute("SET session_replication_role = DEFAULT")
+        for table in tables:
+            cursor.execute(f'ALTER TABLE "{table}" ENABLE TRIGGER USER')
         # What autovacuum does to a table soon after a big load: statistics and the visibility map.
         cursor.execute("VACUUM ANALYZE")
 
@@ -281,8 +283,7 @@ def main() -> None:
     large = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
     warnings.filterwarnings("ignore", message="No directory at")
     setup_test_environment()  # testserver is an allowed host; responses carry their template context
-    old_config = setup_databases(verbosity=0, interactive=False)
-    try:
+    with bench_databases():
         users = load_fixed_rows()
         client = superuser_client()
         results = {}
@@ -299,9 +300,6 @@ def main() -> None:
                 print(f"  {name:18} {case:10} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  {queries:2d} queries"
                       f" ({sql_ms:5.1f} ms in SQL)  rendering {render_ms:5.1f} ms  {shown:3d} rows", flush=True)
         report(results, small, large)
-    finally:
-        connections["call_log"].close()
-        teardown_databases(old_config, verbosity=0)
 
 
 def report(results, small: int, large: int) -> None:

@@ -35,9 +35,11 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.db import connection, connections  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
+from django.db import connection  # noqa: E402
 from openpyxl import Workbook  # noqa: E402
+
+from bench.databases import bench_databases  # noqa: E402
+from config.database_roles import as_owner  # noqa: E402
 
 BASELINE_ROWS = int(os.environ.get("BENCH_BASELINE_ROWS", 10_000))
 DISTRIBUTORS = 200
@@ -96,7 +98,8 @@ def peak_rss_mib() -> float:
 
 
 def empty_fund_transactions() -> None:
-    with connection.cursor() as cursor:
+    # Only the owner may empty the history (the application role may not: config.database_roles).
+    with as_owner(), connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE distributors_fundtransaction, distributors_fundtransactionevent, pghistory_context CASCADE"
         )
@@ -104,13 +107,8 @@ def empty_fund_transactions() -> None:
 
 def main() -> None:
     total = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    databases = setup_databases(verbosity=0, interactive=False, aliases={"default", "call_log"})
-    try:
+    with bench_databases():
         run(total)
-    finally:
-        for alias in connections:
-            connections[alias].close()
-        teardown_databases(databases, verbosity=0)
 
 
 def run(total: int) -> None:
@@ -143,7 +141,9 @@ def run(total: int) -> None:
     # 1. django-import-export, row by row (one lookup and one INSERT per row), in one transaction.
     started = time.perf_counter()
     dataset = XLSX().create_dataset(baseline_file)
-    with pghistory.context(source="import", import_job="baseline", user=clerk.pk):
+    # As the owner: django-import-export resets the id sequence after inserting (setval), which
+    # the application role may not do.
+    with as_owner(), pghistory.context(source="import", import_job="baseline", user=clerk.pk):
         result = FundTransactionResource(headers="en", created_by=clerk).import_data(
             dataset, dry_run=False, use_transactions=True
         )

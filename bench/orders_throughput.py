@@ -54,8 +54,9 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.db import connection, connections  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 from django.utils import timezone  # noqa: E402
+
+from bench.databases import bench_databases  # noqa: E402
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", 4))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 1))
@@ -465,13 +466,8 @@ def run(total: int) -> None:
 
 def main() -> None:
     total = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    databases = setup_databases(verbosity=0, interactive=False, aliases={"default", "call_log"})
-    try:
+    with bench_databases():
         run(total)
-    finally:
-        for alias in connections:
-            connections[alias].close()
-        teardown_databases(databases, verbosity=0)
 
 
 if __name__ == "__main__":
