@@ -219,6 +219,7 @@ def process_environment(provider_environment: dict[str, str]) -> dict[str, str]:
         **os.environ,
         **provider_environment,
         "DATABASE_URL": database_url(),
+        "DATABASE_OWNER_URL": "",  # a worker never migrates: the application role only
         "CARD_PIN_KEYS": ",".join(settings.CARD_PIN_KEYS),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "CONN_MAX_AGE": "60",  # as deployed: a connection per worker thread, not per request

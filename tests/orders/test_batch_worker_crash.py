@@ -68,6 +68,7 @@ def worker_environment(sandbox_environment: dict) -> dict[str, str]:
         "EXCHANGE_CALLBACK_URL": closed_port_url() + "/callbacks/exchange/",
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": database_url(),
+        "DATABASE_OWNER_URL": "",  # a worker never migrates: the application role only
         "SECRET_KEY": settings.SECRET_KEY,
         "CARD_PIN_KEYS": ",".join(settings.CARD_PIN_KEYS),
         "SECURE_SSL_REDIRECT": "0",
