@@ -1,4 +1,4 @@
-"""Admin actions that ask for confirmation before they change anything (STYLE.md rule 8).
+"""Admin actions that ask for confirmation before they change anything (docs/style.md, rule 8).
 
 The first click renders a page listing the selected records (and a form, e.g. for a reason);
 only the confirming POST calls the service, once per record, and reports one message per outcome.

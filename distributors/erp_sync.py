@@ -1,6 +1,6 @@
 """Pushing approved fund transactions to the ERP systems (BEST GERP, Wangdiantong).
 
-Lifecycle (DESIGN.md): QUEUED -> SUBMITTING -> SUCCEEDED | FAILED | MANUAL_REVIEW. A job claims
+Lifecycle (docs/design.md): QUEUED -> SUBMITTING -> SUCCEEDED | FAILED | MANUAL_REVIEW. A job claims
 a row with a conditional UPDATE (QUEUED -> SUBMITTING), so two workers or two clicks never both
 send it. The claim commits before the request leaves; the answer is applied in a second
 transaction. Neither ERP offers a query for these records, so an ambiguous outcome goes to a

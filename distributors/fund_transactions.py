@@ -1,6 +1,6 @@
 """Fund transactions: the maker-checker flow, ledger posting on approval, and reversals.
 
-Every function here is a service in the sense of STYLE.md (keyword-only, typed, one write each);
+Every function here is a service in the sense of docs/style.md (keyword-only, typed, one write each);
 they live in their own module because the approval flow is the heart of the clerks' day.
 """
 

@@ -359,7 +359,7 @@ class SyncStatus(models.TextChoices):
 
 @pghistory.track()
 class ErpSync(models.Model):
-    """One fund transaction pushed to one ERP system, through the order lifecycle of DESIGN.md.
+    """One fund transaction pushed to one ERP system, through the order lifecycle of docs/design.md.
 
     The client reference is fixed when the row is created (in the approval transaction), before
     any byte is sent; (fund_transaction, target) is unique, so a record reaches an ERP once.

@@ -75,7 +75,7 @@ class OrderStatus(models.TextChoices):
 
 FINAL_ORDER_STATUSES = {OrderStatus.SUCCEEDED, OrderStatus.FAILED}
 
-# The lifecycle of DESIGN.md: every status change goes through orders.services.order_transition.
+# The lifecycle of docs/design.md: every status change goes through orders.services.order_transition.
 ORDER_TRANSITIONS: dict[str, set[str]] = {
     OrderStatus.DRAFT: {OrderStatus.QUEUED},
     OrderStatus.QUEUED: {OrderStatus.SUBMITTING},

@@ -1,4 +1,4 @@
-"""The one transport every vendor client uses (STYLE.md rule 1).
+"""The one transport every vendor client uses (docs/style.md, rule 1).
 
 The base owns the HTTP session, timeouts, the call log and the mapping of transport failures
 to the exception tree. A vendor client only builds and signs the request (a PreparedRequest)

@@ -1,4 +1,4 @@
-"""BEST GERP signing, by known answers (computed by hand from the rule in PROVIDERS.md §1)."""
+"""BEST GERP signing, by known answers (computed by hand from the rule in docs/providers.md §1)."""
 
 import pytest
 

@@ -1,10 +1,10 @@
-"""Wangdiantong signing, by known answers (PROVIDERS.md §2)."""
+"""Wangdiantong signing, by known answers (docs/providers.md §2)."""
 
 import pytest
 
 from providers.wdt import signing
 
-# The worked example of PROVIDERS.md §2 (computed from the public SDK's algorithm).
+# The worked example of docs/providers.md §2 (computed from the public SDK's algorithm).
 WORKED_EXAMPLE = {
     "sid": "wdtapi3",
     "key": "wdt_test",
