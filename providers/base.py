@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -129,10 +129,18 @@ def _record_label(record: models.Model | None) -> tuple[str, str]:
     return record._meta.label_lower, str(record.pk)
 
 
+class AccountSettings(Protocol):
+    """A vendor's frozen settings dataclass (docs/style.md, rule 3): one merchant account's credentials."""
+
+    @classmethod
+    def for_account(cls, merchant_account: str) -> AccountSettings: ...
+
+
 class ProviderClient:
-    """Base of every vendor client. Subclasses set `provider` and list their `secret_values`."""
+    """Base of every vendor client. Subclasses set `provider` and `settings_class`, and list their `secret_values`."""
 
     provider: str = ""
+    settings_class: ClassVar[type[AccountSettings]]
 
     def __init__(
         self,
@@ -146,6 +154,16 @@ class ProviderClient:
         self._session = session
         self.clock = clock
         self.nonce = nonce
+
+    @functools.cached_property
+    def config(self) -> Any:
+        """The merchant account's settings, read on first use rather than when the client is made.
+
+        So making a client never fails: a missing or unusable variable raises ProviderMisconfigured
+        from the call that needs it, before anything is sent, inside the caller's handling of that
+        one record (consequence_of: nothing was carried out), not around a whole job of them.
+        """
+        return self.settings_class.for_account(self.merchant_account)
 
     @property
     def session(self) -> requests.Session:

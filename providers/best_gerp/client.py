@@ -10,7 +10,7 @@ import datetime
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cached_property, partial
+from functools import partial
 from typing import Any
 
 import requests
@@ -181,11 +181,7 @@ def _vendor_time(moment: datetime.datetime) -> str:
 
 class BestGerpClient(ProviderClient):
     provider = Provider.BEST_GERP
-
-    @cached_property
-    def config(self) -> BestGerpSettings:
-        # Read on first use, so a missing variable is reported when the feature is used.
-        return BestGerpSettings.for_account(self.merchant_account)
+    settings_class = BestGerpSettings
 
     def secret_values(self) -> list[str]:
         return [self.config.app_secret]

@@ -11,9 +11,7 @@ import datetime
 import enum
 import json
 import re
-import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -249,17 +247,7 @@ def _expiry(value: Any) -> datetime.date | None:
 
 class Bst17Client(ProviderClient):
     provider = Provider.BST17
-
-    def __init__(
-        self,
-        *,
-        merchant_account: str = "default",
-        session: requests.Session | None = None,
-        clock: Callable[[], float] = time.time,
-        nonce: Callable[[], str] = lambda: uuid.uuid4().hex,
-    ) -> None:
-        super().__init__(merchant_account=merchant_account, session=session, clock=clock, nonce=nonce)
-        self.config = Bst17Settings.for_account(merchant_account)
+    settings_class = Bst17Settings
 
     def secret_values(self) -> list[str]:
         config = self.config
@@ -363,7 +351,9 @@ class Bst17Client(ProviderClient):
         agtPhone; ProviderMisconfigured when several have it or the account is incomplete.
         """
         agt_phone = read_callback_fields(payload)["agtPhone"]
-        return cls(merchant_account=callback_account(SETTINGS_PREFIX, "AGT_PHONE", agt_phone))
+        client = cls(merchant_account=callback_account(SETTINGS_PREFIX, "AGT_PHONE", agt_phone))
+        client.config  # read now: a callback of an incomplete account is refused before it is verified
+        return client
 
     def verify_callback(self, payload: Mapping[str, Any]) -> Bst17Callback:
         """Check a status callback of this merchant account (form fields or JSON object: agtPhone, reqStreamId, state, sign).

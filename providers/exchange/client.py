@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
@@ -174,10 +172,6 @@ class ExchangeCallback:
     raw: dict[str, Any] = field(repr=False)
 
 
-def _new_nonce() -> str:
-    return uuid.uuid4().hex
-
-
 def _decimal(value: Any) -> Decimal | None:
     if value is None or value == "":
         return None
@@ -194,17 +188,7 @@ def _face_value_number(amount: Decimal) -> int | Decimal:
 
 class ExchangeClient(ProviderClient):
     provider = Provider.EXCHANGE
-
-    def __init__(
-        self,
-        *,
-        merchant_account: str = "default",
-        session: requests.Session | None = None,
-        clock: Callable[[], float] = time.time,
-        nonce: Callable[[], str] = _new_nonce,
-    ) -> None:
-        super().__init__(merchant_account=merchant_account, session=session, clock=clock, nonce=nonce)
-        self.config = ExchangeSettings.for_account(merchant_account)
+    settings_class = ExchangeSettings
 
     @classmethod
     def for_callback(cls, headers: Mapping[str, str]) -> ExchangeClient:
@@ -214,7 +198,9 @@ class ExchangeClient(ProviderClient):
         businessId; ProviderMisconfigured when several have it or the account is incomplete.
         """
         business_id = read_callback_headers(headers)["businessId"]
-        return cls(merchant_account=callback_account(SETTINGS_PREFIX, "BUSINESS_ID", business_id))
+        client = cls(merchant_account=callback_account(SETTINGS_PREFIX, "BUSINESS_ID", business_id))
+        client.config  # read now: a callback of an incomplete account is refused before it is verified
+        return client
 
     def secret_values(self) -> list[str]:
         return [self.config.private_key_pem, self.config.md5_key]

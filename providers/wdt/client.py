@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cached_property, partial
+from functools import partial
 from typing import Any
 
 import requests
@@ -185,11 +185,7 @@ class GxRechargeOrder:
 
 class WdtClient(ProviderClient):
     provider = Provider.WDT
-
-    @cached_property
-    def config(self) -> WdtSettings:
-        # Read on first use, so a missing variable is reported when the feature is used.
-        return WdtSettings.for_account(self.merchant_account)
+    settings_class = WdtSettings
 
     def secret_values(self) -> list[str]:
         # The salt travels in the query string (the vendor's design) but must not reach a log.

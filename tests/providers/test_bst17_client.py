@@ -20,12 +20,14 @@ from providers.bst17.client import (
     mask_card_pins,
 )
 from providers.exceptions import (
+    Consequence,
     InvalidRequest,
     OutcomeUnknown,
     ProviderMisconfigured,
     ProviderNotReached,
     ProviderRejected,
     SignatureInvalid,
+    consequence_of,
 )
 from providers.models import ProviderCall
 from providers.results import Outcome
@@ -458,15 +460,19 @@ def test_a_callback_field_outside_its_shape_is_refused(client, changes, field):
 def test_a_missing_credential_names_its_environment_variable(settings):
     settings.PROVIDERS = provider_accounts(environment(BST17_TRADE_PASSWORD=""))
 
-    with pytest.raises(ProviderMisconfigured, match="BST17_TRADE_PASSWORD"):
-        Bst17Client()
+    client = Bst17Client()  # made without reading the settings: the call that needs them fails
+
+    with pytest.raises(ProviderMisconfigured, match="BST17_TRADE_PASSWORD") as caught:
+        buy(client)
+    assert consequence_of(caught.value) is Consequence.NOT_CARRIED_OUT  # raised before anything was sent
+    assert not ProviderCall.objects.exists()
 
 
 def test_an_app_key_shorter_than_a_des_key_names_its_variable(settings):
     settings.PROVIDERS = provider_accounts(environment(BST17_APP_KEY="short", BST17_CARD_KEY=""))
 
     with pytest.raises(ProviderMisconfigured, match="BST17_APP_KEY"):
-        Bst17Client()
+        Bst17Client().query_balance()
 
 
 def test_settings_hide_secrets_from_repr():

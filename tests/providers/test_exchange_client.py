@@ -13,12 +13,14 @@ import responses
 
 from config.provider_settings import provider_accounts
 from providers.exceptions import (
+    Consequence,
     InvalidRequest,
     OutcomeUnknown,
     ProviderMisconfigured,
     ProviderNotReached,
     ProviderRejected,
     SignatureInvalid,
+    consequence_of,
 )
 from providers.exchange.client import BatchItem, ExchangeClient, ExchangeSettings
 from providers.models import ProviderCall
@@ -471,7 +473,7 @@ def test_a_business_id_that_could_not_be_signed_is_misconfigured(settings):
     settings.PROVIDERS = provider_accounts(environment(EXCHANGE_BUSINESS_ID="b&nonce=x"))
 
     with pytest.raises(ProviderMisconfigured, match="EXCHANGE_BUSINESS_ID"):
-        ExchangeClient()
+        place_vip_charge(ExchangeClient())
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -480,8 +482,12 @@ def test_a_business_id_that_could_not_be_signed_is_misconfigured(settings):
 def test_a_missing_credential_names_its_environment_variable(settings):
     settings.PROVIDERS = provider_accounts(environment(EXCHANGE_PRIVATE_KEY=""))
 
-    with pytest.raises(ProviderMisconfigured, match="EXCHANGE_PRIVATE_KEY"):
-        ExchangeClient()
+    client = ExchangeClient()  # made without reading the settings: the call that needs them fails
+
+    with pytest.raises(ProviderMisconfigured, match="EXCHANGE_PRIVATE_KEY") as caught:
+        place_vip_charge(client)
+    assert consequence_of(caught.value) is Consequence.NOT_CARRIED_OUT  # raised before anything was sent
+    assert not ProviderCall.objects.exists()
 
 
 def test_an_unusable_private_key_names_its_environment_variable(settings):
