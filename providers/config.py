@@ -11,6 +11,16 @@ from django.utils.translation import gettext as _
 from providers.exceptions import InvalidRequest, ProviderMisconfigured, SignatureInvalid
 
 
+def setting_variable(prefix: str, account: str, name: str) -> str:
+    """The environment variable behind one setting of a merchant account, to name it in an error.
+
+    Named as config.provider_settings names them when the account or field is not in settings.
+    """
+    spec = settings.PROVIDERS.get(prefix, {}).get(account, {}).get(name) or {}
+    stem = prefix if account == "default" else f"{prefix}_{account.upper()}"
+    return spec.get("variable") or f"{stem}_{name}"
+
+
 def account_settings(prefix: str, account: str, *, required: Iterable[str]) -> dict[str, str | None]:
     """Return {FIELD: value} for one merchant account of a provider (settings.PROVIDERS[prefix]).
 
@@ -27,9 +37,8 @@ def account_settings(prefix: str, account: str, *, required: Iterable[str]) -> d
     fields = accounts[account]
     for name in required:
         if not fields.get(name, {}).get("value"):
-            variable = fields.get(name, {}).get("variable", f"{prefix}_{name}")
             raise ProviderMisconfigured(
-                _("The environment variable %(variable)s is not set.") % {"variable": variable},
+                _("The environment variable %(variable)s is not set.") % {"variable": setting_variable(prefix, account, name)},
                 provider=prefix.lower(),
             )
     return {name: spec["value"] for name, spec in fields.items()}
@@ -55,7 +64,7 @@ def callback_account(prefix: str, field: str, value: str) -> str:
     if len(matching) > 1:
         raise ProviderMisconfigured(
             _("%(variables)s are the same: the callbacks of these merchant accounts cannot be told apart.")
-            % {"variables": ", ".join(accounts[name][field].get("variable", f"{prefix}_{field}") for name in matching)},
+            % {"variables": ", ".join(setting_variable(prefix, name, field) for name in matching)},
             provider=prefix.lower(),
         )
     return matching[0]

@@ -39,6 +39,16 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def answer_decimal(value: Any) -> Decimal | None:
+    """An amount read from an upstream's answer: None when absent, ValueError (an unreadable answer) when not a number."""
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation as err:
+        raise ValueError(f"not an amount: {value!r}") from err
+
+
 def checked_text(value: str | None, *, field: str, label: str, max_length: int | None = None, required: bool = True) -> str:
     """The stripped text, or InvalidRequest when it is missing (and required) or too long."""
     if value is not None and not isinstance(value, str):

@@ -14,7 +14,6 @@ from functools import partial
 from typing import Any
 
 import requests
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -23,7 +22,7 @@ from urllib3 import encode_multipart_formdata
 
 from providers.base import PreparedRequest, ProviderClient
 from providers.best_gerp import signing
-from providers.config import account_settings
+from providers.config import account_settings, setting_variable
 from providers.exceptions import InvalidRequest, OutcomeUnknown, ProviderMisconfigured, ProviderRejected
 from providers.models import Provider
 from providers.payload import checked_choice, checked_money, checked_text, compact_json
@@ -84,7 +83,7 @@ class BestGerpSettings:
         values = account_settings(SETTINGS_PREFIX, merchant_account, required=["BASE_URL", "APP_ID", "APP_SECRET"])
         unit_setting = (values.get("TIMESTAMP_UNIT") or "ms").strip().lower()
         if unit_setting not in TIMESTAMP_UNITS:
-            variable = settings.PROVIDERS[SETTINGS_PREFIX][merchant_account]["TIMESTAMP_UNIT"]["variable"]
+            variable = setting_variable(SETTINGS_PREFIX, merchant_account, "TIMESTAMP_UNIT")
             raise ProviderMisconfigured(
                 _("The environment variable %(variable)s must be ms or s.") % {"variable": variable},
                 provider=Provider.BEST_GERP,

@@ -13,17 +13,16 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import requests
-from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext
 
 from providers.base import REDACTED, PreparedRequest, ProviderClient
 from providers.bst17 import signing
-from providers.config import account_settings, callback_account, callback_fields
+from providers.config import account_settings, callback_account, callback_fields, setting_variable
 from providers.exceptions import (
     InvalidRequest,
     OutcomeUnknown,
@@ -32,6 +31,7 @@ from providers.exceptions import (
     SignatureInvalid,
 )
 from providers.models import Provider
+from providers.payload import answer_decimal
 from providers.results import CardSecretData, Outcome, ProviderResult
 
 SETTINGS_PREFIX = "BST17"
@@ -111,11 +111,6 @@ class Bst17QueryTooFrequent(ProviderRejected):
     proves_not_carried_out = False  # a refused query says nothing about the order asked about
 
 
-def _variable(account: str, name: str) -> str:
-    spec = settings.PROVIDERS.get(SETTINGS_PREFIX, {}).get(account, {}).get(name, {})
-    return spec.get("variable") or f"{SETTINGS_PREFIX}_{name}"
-
-
 @dataclass(frozen=True)
 class Bst17Settings:
     """One merchant (agent) account of 17bst, read once from settings.PROVIDERS."""
@@ -140,7 +135,7 @@ class Bst17Settings:
         for name, key in (("APP_KEY", app_key), ("CARD_KEY", card_key)):
             if len(key.encode("utf-8")) < signing.DES_KEY_LENGTH:
                 raise ProviderMisconfigured(
-                    gettext("%(variable)s must be at least 8 characters long.") % {"variable": _variable(account, name)},
+                    gettext("%(variable)s must be at least 8 characters long.") % {"variable": setting_variable(SETTINGS_PREFIX, account, name)},
                     provider=Provider.BST17,
                 )
         return cls(
@@ -223,15 +218,6 @@ _CARD_PWD_VALUE = re.compile(r'("cardPwd"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}\]\s]+)'
 def mask_card_pins(text: str) -> str:
     """Replace every cardPwd value in a raw answer, even one that is not valid JSON."""
     return _CARD_PWD_VALUE.sub(lambda match: f'{match.group(1)}"{REDACTED}"', text)
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation as err:
-        raise ValueError(f"not an amount: {value!r}") from err
 
 
 def _text(value: Any) -> str:
@@ -471,7 +457,7 @@ class Bst17Client(ProviderClient):
                 # The order went through upstream; the cards can be fetched again with the right key.
                 raise ProviderMisconfigured(
                     gettext("A card PIN could not be decrypted: check %(variable)s.")
-                    % {"variable": _variable(self.merchant_account, "CARD_KEY")},
+                    % {"variable": setting_variable(SETTINGS_PREFIX, self.merchant_account, "CARD_KEY")},
                     provider=self.provider,
                     operation=operation,
                 ) from None
@@ -485,9 +471,9 @@ class Bst17Client(ProviderClient):
             business_code=_text(row.get("businessCode")),
             business_name=_text(row.get("businessName")),
             arrive_type=int(row["arriveType"]) if row.get("arriveType") is not None else None,
-            face_value=_decimal(row.get("tradeFace")),
-            price=_decimal(row.get("price")),
-            discount=_decimal(row.get("discount")),
+            face_value=answer_decimal(row.get("tradeFace")),
+            price=answer_decimal(row.get("price")),
+            discount=answer_decimal(row.get("discount")),
             province_id=_text(row.get("provinceId")),
             province=_text(row.get("province")),
             city_id=_text(row.get("cityId")),

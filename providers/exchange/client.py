@@ -14,16 +14,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
 import requests
-from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext
 
 from providers.base import PreparedRequest, ProviderClient
-from providers.config import account_settings, callback_account, callback_fields
+from providers.config import account_settings, callback_account, callback_fields, setting_variable
 from providers.exceptions import InvalidRequest, ProviderMisconfigured, ProviderRejected, SignatureInvalid
 from providers.exchange import signing
 from providers.models import Provider
-from providers.payload import compact_json
+from providers.payload import answer_decimal, compact_json
 from providers.results import Outcome, ProviderResult
 
 SETTINGS_PREFIX = "EXCHANGE"
@@ -96,11 +95,6 @@ def _pem(value: str | None) -> str:
     return (value or "").replace("\\n", "\n").strip()
 
 
-def _variable(account: str, name: str) -> str:
-    spec = settings.PROVIDERS.get(SETTINGS_PREFIX, {}).get(account, {}).get(name, {})
-    return spec.get("variable") or f"{SETTINGS_PREFIX}_{name}"
-
-
 @dataclass(frozen=True)
 class ExchangeSettings:
     """One merchant account of the redemption platform, read once from settings.PROVIDERS."""
@@ -121,7 +115,7 @@ class ExchangeSettings:
         sign_type = (values.get("SIGN_TYPE") or signing.SIGN_TYPE_RSA).upper()
         if sign_type not in signing.SIGN_TYPES:
             raise ProviderMisconfigured(
-                gettext("%(variable)s must be SHA256-RSA or MD5.") % {"variable": _variable(account, "SIGN_TYPE")},
+                gettext("%(variable)s must be SHA256-RSA or MD5.") % {"variable": setting_variable(SETTINGS_PREFIX, account, "SIGN_TYPE")},
                 provider=Provider.EXCHANGE,
             )
         # It is signed in every request and names the account in every callback.
@@ -129,7 +123,7 @@ class ExchangeSettings:
         if not business_id_shape.fullmatch(str(values["BUSINESS_ID"])):
             raise ProviderMisconfigured(
                 gettext("%(variable)s does not have the expected form %(form)s.")
-                % {"variable": _variable(account, "BUSINESS_ID"), "form": business_id_shape.pattern},
+                % {"variable": setting_variable(SETTINGS_PREFIX, account, "BUSINESS_ID"), "form": business_id_shape.pattern},
                 provider=Provider.EXCHANGE,
             )
         # The key of the chosen sign type is required; the getter names its variable when missing.
@@ -170,15 +164,6 @@ class ExchangeCallback:
     nonce: str
     timestamp_ms: int
     raw: dict[str, Any] = field(repr=False)
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation as err:
-        raise ValueError(f"not an amount: {value!r}") from err
 
 
 def _face_value_number(amount: Decimal) -> int | Decimal:
@@ -315,7 +300,7 @@ class ExchangeClient(ProviderClient):
                 message=message,
                 upstream_reference=str(data.get("orderCode") or ""),
                 client_reference=biz_code,
-                settlement_price=_decimal(data.get("settlementPrice")),
+                settlement_price=answer_decimal(data.get("settlementPrice")),
                 data={"status": status, "message": message, "data": data},
             )
 
@@ -355,7 +340,7 @@ class ExchangeClient(ProviderClient):
         if not all(keys.values()):
             raise ProviderMisconfigured(
                 gettext("The environment variable %(variable)s is not set.")
-                % {"variable": _variable(self.merchant_account, key_name)},
+                % {"variable": setting_variable(SETTINGS_PREFIX, self.merchant_account, key_name)},
                 provider=self.provider,
             )
         signed_headers = {name: received[name] for name in ("businessId", "nonce", "signType", "timestamp")}
@@ -372,7 +357,7 @@ class ExchangeClient(ProviderClient):
         except ValueError as err:
             raise ProviderMisconfigured(
                 gettext("%(variable)s is not a PEM RSA public key.")
-                % {"variable": _variable(self.merchant_account, "PLATFORM_PUBLIC_KEY")},
+                % {"variable": setting_variable(SETTINGS_PREFIX, self.merchant_account, "PLATFORM_PUBLIC_KEY")},
                 provider=self.provider,
             ) from err
         if not valid:
@@ -380,7 +365,7 @@ class ExchangeClient(ProviderClient):
         try:
             payload = json.loads(text, parse_float=Decimal)
             order_code, biz_code = str(payload["orderCode"]), str(payload["bizCode"])
-            settlement_price = _decimal(payload.get("settlementPrice"))
+            settlement_price = answer_decimal(payload.get("settlementPrice"))
         except (ValueError, KeyError, TypeError) as err:
             raise InvalidRequest(
                 gettext("The redemption platform callback is not readable."), field="body", provider=self.provider
@@ -418,7 +403,7 @@ class ExchangeClient(ProviderClient):
         except (ValueError, TypeError) as err:
             raise ProviderMisconfigured(
                 gettext("%(variable)s is not a PEM RSA private key.")
-                % {"variable": _variable(self.merchant_account, "PRIVATE_KEY")},
+                % {"variable": setting_variable(SETTINGS_PREFIX, self.merchant_account, "PRIVATE_KEY")},
                 provider=self.provider,
                 operation=operation,
             ) from err
@@ -464,7 +449,7 @@ class ExchangeClient(ProviderClient):
             message=message,
             upstream_reference=str(row.get("orderCode") or ""),
             client_reference=expected_biz_code,
-            settlement_price=_decimal(row.get("settlementPrice")),
+            settlement_price=answer_decimal(row.get("settlementPrice")),
             data=row,
         )
 

@@ -12,13 +12,12 @@ from functools import partial
 from typing import Any
 
 import requests
-from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from providers.base import REDACTED, PreparedRequest, ProviderClient
-from providers.config import account_settings
+from providers.config import account_settings, setting_variable
 from providers.exceptions import OutcomeUnknown, ProviderMisconfigured, ProviderRejected
 from providers.models import Provider
 from providers.payload import checked_choice, checked_money, checked_text, compact_json
@@ -88,7 +87,7 @@ class WdtSettings:
     def for_account(cls, merchant_account: str = "default") -> WdtSettings:
         values = account_settings(SETTINGS_PREFIX, merchant_account, required=["BASE_URL", "SID", "APP_KEY", "APP_SECRET"])
         if ":" not in values["APP_SECRET"]:
-            variable = settings.PROVIDERS[SETTINGS_PREFIX][merchant_account]["APP_SECRET"]["variable"]
+            variable = setting_variable(SETTINGS_PREFIX, merchant_account, "APP_SECRET")
             raise ProviderMisconfigured(
                 _("The environment variable %(variable)s must have the form secret:salt.") % {"variable": variable},
                 provider=Provider.WDT,
