@@ -23,7 +23,6 @@ import requests
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from django.utils.translation import gettext as _
 from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
@@ -32,7 +31,6 @@ from urllib3.util.retry import Retry
 
 from providers.exceptions import (
     Consequence,
-    InvalidRequest,
     OutcomeUnknown,
     ProviderError,
     ProviderNotReached,
@@ -302,29 +300,6 @@ class ProviderClient:
         logger.info(
             "%s %s -> %s (%s ms) call #%s", self.provider, call.operation, outcome or "not sent", call.latency_ms, call.pk
         )
-
-    def _required(self, value: Any, field_name: str, max_length: int, operation: str) -> str:
-        text = "" if value is None else str(value)
-        if not text.strip():
-            raise InvalidRequest(
-                _("The field %(field)s is required.") % {"field": field_name},
-                field=field_name,
-                provider=self.provider,
-                operation=operation,
-            )
-        return self._optional(text, field_name, max_length, operation)
-
-    def _optional(self, value: Any, field_name: str, max_length: int, operation: str) -> str:
-        text = str(value)
-        if len(text) > max_length:
-            raise InvalidRequest(
-                _("The field %(field)s is longer than %(max_length)d characters.")
-                % {"field": field_name, "max_length": max_length},
-                field=field_name,
-                provider=self.provider,
-                operation=operation,
-            )
-        return text
 
     def redact_response(self, text: str) -> str:
         """Remove what must not be stored from a raw answer (vendors with PINs override this)."""

@@ -31,7 +31,7 @@ from providers.exceptions import (
     SignatureInvalid,
 )
 from providers.models import Provider
-from providers.payload import answer_decimal
+from providers.payload import answer_decimal, checked_text
 from providers.results import CardSecretData, Outcome, ProviderResult
 
 SETTINGS_PREFIX = "BST17"
@@ -43,6 +43,7 @@ CARD_INFO_PATH = "/trade/getCardInfo"
 
 # Inferred limits: the document gives none.
 MAX_REQ_STREAM_ID_LENGTH = 32
+MAX_PRODUCT_CODE_LENGTH = 18  # digits of a Java long
 MAX_RECEIVE_URL_LENGTH = 255
 MAX_RECEIVE_PHONE_LENGTH = 20
 
@@ -220,6 +221,20 @@ def mask_card_pins(text: str) -> str:
     return _CARD_PWD_VALUE.sub(lambda match: f'{match.group(1)}"{REDACTED}"', text)
 
 
+def _req_stream_id(value: str) -> str:
+    return checked_text(value, field="req_stream_id", label=gettext("Client reference"), max_length=MAX_REQ_STREAM_ID_LENGTH)
+
+
+def _product_code(value: str | int) -> int:
+    # productCode is an Int on the wire.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = checked_text(value, field="product_code", label=gettext("Product code"), max_length=MAX_PRODUCT_CODE_LENGTH)
+    if not text.isdigit():
+        raise InvalidRequest(gettext("The 17bst product code must be a number."), field="product_code")
+    return int(text)
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -284,8 +299,8 @@ class Bst17Client(ProviderClient):
     ) -> ProviderResult:
         """Buy `quantity` cards. SUCCEEDED carries the decrypted cards; ACCEPTED means fetch them later."""
         operation = "ecoupon"
-        code = self._product_code(product_code, operation)
-        stream_id = self._required(req_stream_id, "req_stream_id", MAX_REQ_STREAM_ID_LENGTH, operation)
+        code = _product_code(product_code)
+        stream_id = _req_stream_id(req_stream_id)
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
             raise InvalidRequest(
                 gettext("The quantity must be a whole number of at least 1."),
@@ -300,12 +315,18 @@ class Bst17Client(ProviderClient):
             "amount": quantity,
             "tradePwd": self.config.trade_password_digest,
         }
+        receive_url = checked_text(
+            receive_url, field="receive_url", label=gettext("Callback address"), max_length=MAX_RECEIVE_URL_LENGTH,
+            required=False,
+        )
         if receive_url:
-            source["receiveUrl"] = self._optional(receive_url, "receive_url", MAX_RECEIVE_URL_LENGTH, operation)
+            source["receiveUrl"] = receive_url
+        receive_phone = checked_text(
+            receive_phone, field="receive_phone", label=gettext("Receiving phone"), max_length=MAX_RECEIVE_PHONE_LENGTH,
+            required=False,
+        )
         if receive_phone:
-            source["receivePhone"] = self._optional(
-                receive_phone, "receive_phone", MAX_RECEIVE_PHONE_LENGTH, operation
-            )
+            source["receivePhone"] = receive_phone
         request = self._prepare(operation, ECOUPON_PATH, source)
 
         def parse(response: requests.Response) -> ProviderResult:
@@ -316,7 +337,7 @@ class Bst17Client(ProviderClient):
     def get_card_info(self, *, req_stream_id: str, record: models.Model | None = None) -> ProviderResult:
         """The state of an earlier ecoupon order, with its cards once it has succeeded."""
         operation = "getCardInfo"
-        stream_id = self._required(req_stream_id, "req_stream_id", MAX_REQ_STREAM_ID_LENGTH, operation)
+        stream_id = _req_stream_id(req_stream_id)
         source = {
             "reqStreamId": stream_id,
             "agtPhone": self.config.agt_phone,
@@ -479,15 +500,3 @@ class Bst17Client(ProviderClient):
             city_id=_text(row.get("cityId")),
             city=_text(row.get("city")),
         )
-
-    def _product_code(self, value: str | int, operation: str) -> int:
-        # productCode is an Int on the wire.
-        text = self._required(value, "product_code", 18, operation)
-        if not text.isdigit():
-            raise InvalidRequest(
-                gettext("The 17bst product code must be a number."),
-                field="product_code",
-                provider=self.provider,
-                operation=operation,
-            )
-        return int(text)

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 import requests
@@ -22,7 +22,7 @@ from providers.config import account_settings, callback_account, callback_fields
 from providers.exceptions import InvalidRequest, ProviderMisconfigured, ProviderRejected, SignatureInvalid
 from providers.exchange import signing
 from providers.models import Provider
-from providers.payload import answer_decimal, compact_json
+from providers.payload import answer_decimal, checked_money, checked_text, compact_json
 from providers.results import Outcome, ProviderResult
 
 SETTINGS_PREFIX = "EXCHANGE"
@@ -166,6 +166,18 @@ class ExchangeCallback:
     raw: dict[str, Any] = field(repr=False)
 
 
+def _product_code(value: str) -> str:
+    return checked_text(value, field="product_code", label=gettext("Product code"), max_length=MAX_CODE_LENGTH)
+
+
+def _account(value: str) -> str:
+    return checked_text(value, field="account", label=gettext("Account"), max_length=MAX_ACCOUNT_LENGTH)
+
+
+def _biz_code(value: str) -> str:
+    return checked_text(value, field="biz_code", label=gettext("Client reference"), max_length=MAX_CODE_LENGTH)
+
+
 def _face_value_number(amount: Decimal) -> int | Decimal:
     # The documents' example sends a whole face value as an integer (795).
     return int(amount) if amount == amount.to_integral_value() else amount
@@ -206,12 +218,13 @@ class ExchangeClient(ProviderClient):
         payload: dict[str, Any] = {
             "merchantId": self.config.merchant_id,
             "businessId": self.config.business_id,
-            "productCode": self._required(product_code, "product_code", MAX_CODE_LENGTH, operation),
+            "productCode": _product_code(product_code),
         }
+        mobile = checked_text(mobile, field="mobile", label=gettext("Mobile number"), max_length=MAX_MOBILE_LENGTH, required=False)
         if mobile:
-            payload["mobile"] = self._optional(mobile, "mobile", MAX_MOBILE_LENGTH, operation)
-        payload["account"] = self._required(account, "account", MAX_ACCOUNT_LENGTH, operation)
-        payload["bizCode"] = self._required(biz_code, "biz_code", MAX_CODE_LENGTH, operation)
+            payload["mobile"] = mobile
+        payload["account"] = _account(account)
+        payload["bizCode"] = biz_code = _biz_code(biz_code)
         if self.config.callback_url:
             payload["callbackUrl"] = self.config.callback_url
         request = self._prepare(operation, VIP_CHARGE_PATH, payload)
@@ -237,16 +250,19 @@ class ExchangeClient(ProviderClient):
         """Place a batch of direct charges; the result has one item per bizCode, in request order."""
         operation = "batch"
         batch_items = [item if isinstance(item, BatchItem) else BatchItem(*item) for item in items]
+        batch_biz_code = checked_text(
+            batch_biz_code, field="batch_biz_code", label=gettext("Batch number"), max_length=MAX_CODE_LENGTH
+        )
         payload: dict[str, Any] = {
             "merchantId": self.config.merchant_id,
             "businessId": self.config.business_id,
-            "batchBizCode": self._required(batch_biz_code, "batch_biz_code", MAX_CODE_LENGTH, operation),
-            "productCode": self._required(product_code, "product_code", MAX_CODE_LENGTH, operation),
+            "batchBizCode": batch_biz_code,
+            "productCode": _product_code(product_code),
         }
         if self.config.callback_url:
             payload["callbackUrl"] = self.config.callback_url
         payload["itemList"] = self._batch_item_list(batch_items, operation)
-        biz_codes = [item.biz_code for item in batch_items]
+        biz_codes = [row["bizCode"] for row in payload["itemList"]]
         request = self._prepare(operation, BATCH_PATH, payload)
 
         def parse(response: requests.Response) -> ProviderResult:
@@ -275,11 +291,12 @@ class ExchangeClient(ProviderClient):
     def order_info(self, *, biz_code: str, record: models.Model | None = None) -> ProviderResult:
         """The current state of one order. A refusal here says nothing about the order itself."""
         operation = "info"
+        biz_code = _biz_code(biz_code)
         # Inferred request shape: the documents list the endpoint but not its fields.
         payload = {
             "merchantId": self.config.merchant_id,
             "businessId": self.config.business_id,
-            "bizCode": self._required(biz_code, "biz_code", MAX_CODE_LENGTH, operation),
+            "bizCode": biz_code,
         }
         request = self._prepare(operation, ORDER_INFO_PATH, payload)
 
@@ -461,7 +478,7 @@ class ExchangeClient(ProviderClient):
         seen: set[str] = set()
         item_list = []
         for item in items:
-            biz_code = self._required(item.biz_code, "biz_code", MAX_CODE_LENGTH, operation)
+            biz_code = _biz_code(item.biz_code)
             if biz_code in seen:
                 raise InvalidRequest(
                     gettext("The order number %(biz_code)s appears twice in the batch.") % {"biz_code": biz_code},
@@ -472,27 +489,15 @@ class ExchangeClient(ProviderClient):
             seen.add(biz_code)
             row: dict[str, Any] = {
                 "bizCode": biz_code,
-                "account": self._required(item.account, "account", MAX_ACCOUNT_LENGTH, operation),
+                "account": _account(item.account),
             }
-            if item.attach_values:
-                row["accountAttachValues"] = self._optional(
-                    item.attach_values, "attach_values", MAX_ATTACH_VALUES_LENGTH, operation
-                )
+            attach_values = checked_text(
+                item.attach_values, field="attach_values", label=gettext("Account attached values"),
+                max_length=MAX_ATTACH_VALUES_LENGTH, required=False,
+            )
+            if attach_values:
+                row["accountAttachValues"] = attach_values
             if item.spec is not None:
-                row["spec"] = _face_value_number(self._face_value(item.spec, operation))
+                row["spec"] = _face_value_number(checked_money(item.spec, field="spec", label=gettext("Face value")))
             item_list.append(row)
         return item_list
-
-    def _face_value(self, value: Any, operation: str) -> Decimal:
-        try:
-            amount = Decimal(str(value))
-        except InvalidOperation:
-            amount = Decimal("NaN")
-        if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
-            raise InvalidRequest(
-                gettext("The face value must be a positive amount with at most two decimals."),
-                field="spec",
-                provider=self.provider,
-                operation=operation,
-            )
-        return amount
