@@ -67,7 +67,8 @@ def load_fixed_rows():
     from django.contrib.auth import get_user_model
 
     from distributors.models import Distributor
-    from orders.models import OrderKind, Product, UpstreamProvider
+    from orders.models import OrderKind, Product
+    from providers.models import Provider
 
     User = get_user_model()
     users = [User.objects.create_user(f"clerk{n}", password="bench-password-0123", is_staff=True)
@@ -76,7 +77,7 @@ def load_fixed_rows():
         [Distributor(code=f"D{n:04d}", name=f"分销商 {n}") for n in range(DISTRIBUTORS)]
     )
     Product.objects.bulk_create([
-        Product(provider=UpstreamProvider.EXCHANGE if n % 2 else UpstreamProvider.BST17, code=f"P{n:03d}",
+        Product(provider=Provider.EXCHANGE if n % 2 else Provider.BST17, code=f"P{n:03d}",
                 name=f"产品 {n}", kind=OrderKind.DIRECT_CHARGE if n % 3 else OrderKind.GIFT_CARD)
         for n in range(20)
     ])

@@ -305,9 +305,9 @@ def run(total: int) -> None:
     from config.provider_settings import provider_accounts
     from distributors.models import AccountKind, Distributor, EntryKind
     from distributors.services import Posting, distributor_open_accounts, ledger_balance_check, ledger_post
-    from orders.models import FINAL_ORDER_STATUSES, OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
+    from orders.models import FINAL_ORDER_STATUSES, OrderKind, OrderStatus, Product, RechargeOrder
     from orders.services import order_create, orders_place
-    from providers.models import ProviderCall
+    from providers.models import Provider, ProviderCall
     from providers.sandbox.vendors import demo_environment
 
     sandbox_port, web_port = free_port(), free_port()
@@ -332,7 +332,7 @@ def run(total: int) -> None:
     distributor_open_accounts(distributor=distributor)
     ledger_post(distributor=distributor, postings=[Posting(kind=AccountKind.PREPAID, amount=Decimal(total * 30))],
                 entry_kind=EntryKind.RECHARGE)
-    product = Product.objects.create(provider=UpstreamProvider.EXCHANGE, code="87103", name="视频会员月卡",
+    product = Product.objects.create(provider=Provider.EXCHANGE, code="87103", name="视频会员月卡",
                                      kind=OrderKind.DIRECT_CHARGE, sale_price=Decimal("22.00"))
     print(f"2. creating and placing {total:,} orders ...", flush=True)
     ids = [

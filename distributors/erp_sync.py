@@ -15,9 +15,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils.translation import gettext as _
 
-from distributors.models import ErpSync, ErpTarget, FundTransaction, FundTransactionType, PaymentChannel, SyncStatus
+from distributors.models import ErpSync, FundTransaction, FundTransactionType, PaymentChannel, SyncStatus
 from providers.best_gerp import client as best
 from providers.exceptions import Consequence, ProviderError, consequence_of
+from providers.models import Provider
 from providers.wdt import client as wdt
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def erp_sync_submit(*, erp_sync_id: int) -> str:
     sync = ErpSync.objects.select_related("fund_transaction__distributor").get(pk=erp_sync_id)
     fund_transaction = sync.fund_transaction
     try:
-        if sync.target == ErpTarget.BEST_GERP:
+        if sync.target == Provider.BEST_GERP:
             client = best.BestGerpClient(merchant_account=sync.merchant_account)
             result = client.recharge_refund(
                 best_request(fund_transaction), record=sync, client_reference=sync.client_reference

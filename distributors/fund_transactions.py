@@ -17,12 +17,12 @@ from django.utils.translation import gettext as _
 from distributors.models import (
     EntryKind,
     ErpSync,
-    ErpTarget,
     FundTransaction,
     FundTransactionStatus,
     FundTransactionType,
 )
 from distributors.services import Posting, ledger_post
+from providers.models import Provider
 
 # Ledger entry kind recorded for each transaction type.
 ENTRY_KINDS = {
@@ -109,12 +109,12 @@ def erp_readiness_errors(fund_transaction: FundTransaction) -> list[str]:
     errors = []
     for plan in erp_targets(fund_transaction):
         try:
-            if plan.target == ErpTarget.BEST_GERP:
+            if plan.target == Provider.BEST_GERP:
                 best_request(fund_transaction)
             else:
                 wdt_request(fund_transaction, voucher_no=f"FT{fund_transaction.pk or 0:010d}")
         except InvalidRequest as err:
-            errors.append(f"{ErpTarget(plan.target).label}: {err}")
+            errors.append(f"{Provider(plan.target).label}: {err}")
     return errors
 
 
@@ -252,9 +252,9 @@ def erp_targets(fund_transaction: FundTransaction) -> list[SyncPlan]:
     distributor = fund_transaction.distributor
     plans = []
     if distributor.kept_in_best_gerp and fund_transaction.type in BEST_GERP_TYPES:
-        plans.append(SyncPlan(ErpTarget.BEST_GERP, distributor.best_gerp_merchant))
+        plans.append(SyncPlan(Provider.BEST_GERP, distributor.best_gerp_merchant))
     if distributor.kept_in_wdt:
-        plans.append(SyncPlan(ErpTarget.WDT, distributor.wdt_merchant))
+        plans.append(SyncPlan(Provider.WDT, distributor.wdt_merchant))
     return plans
 
 

@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from providers.models import ERP_PROVIDERS, Provider
+
 MONEY = {"max_digits": 16, "decimal_places": 2}
 ZERO = Decimal("0.00")
 
@@ -343,11 +345,6 @@ class FundTransaction(models.Model):
         return account_kind, self.amount * sign
 
 
-class ErpTarget(models.TextChoices):
-    BEST_GERP = "best_gerp", _("BEST GERP")
-    WDT = "wdt", _("Wangdiantong")
-
-
 class SyncStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
     SUBMITTING = "submitting", _("Submitting")
@@ -368,7 +365,7 @@ class ErpSync(models.Model):
     fund_transaction = models.ForeignKey(
         FundTransaction, on_delete=models.PROTECT, related_name="erp_syncs", verbose_name=_("fund transaction")
     )
-    target = models.CharField(_("ERP system"), max_length=16, choices=ErpTarget.choices)
+    target = models.CharField(_("ERP system"), max_length=16, choices=Provider.choices_of(ERP_PROVIDERS))
     merchant_account = models.CharField(_("merchant account"), max_length=32, default="default")
     client_reference = models.CharField(_("client reference"), max_length=64)
     status = models.CharField(_("status"), max_length=16, choices=SyncStatus.choices, default=SyncStatus.QUEUED)

@@ -31,7 +31,6 @@ from orders.models import (
     Product,
     RechargeOrder,
     UpstreamBalance,
-    UpstreamProvider,
 )
 from orders.pins import masked, masked_card_number
 from orders.selectors import batch_progress
@@ -47,6 +46,7 @@ from orders.services import (
     orders_place,
 )
 from providers.exceptions import ProviderError
+from providers.models import Provider
 
 
 LEGACY_IMPORT_SESSION_KEY = "orders_batch_import"
@@ -65,7 +65,7 @@ class ProductAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Synced 17bst products take their upstream fields from 17bst; only our price is ours.
-        if obj is not None and obj.provider == UpstreamProvider.BST17:
+        if obj is not None and obj.provider == Provider.BST17:
             return ["provider", "code", "name", "kind", "business_type", "face_value", "cost_price", "discount",
                     "province", "arrival_type", "synced_at"]
         return ["synced_at"]
@@ -290,7 +290,7 @@ class OrderBatchAdmin(admin.ModelAdmin):
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "product":
             kwargs["queryset"] = Product.objects.filter(
-                provider=UpstreamProvider.EXCHANGE, kind=OrderKind.DIRECT_CHARGE, active=True
+                provider=Provider.EXCHANGE, kind=OrderKind.DIRECT_CHARGE, active=True
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 

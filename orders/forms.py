@@ -27,12 +27,13 @@ class BatchImportForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         from distributors.models import Distributor, DistributorStatus
-        from orders.models import OrderKind, Product, UpstreamProvider
+        from orders.models import OrderKind, Product
+        from providers.models import Provider
 
         super().__init__(*args, **kwargs)
         self.fields["distributor"].queryset = Distributor.objects.filter(status=DistributorStatus.ACTIVE)
         self.fields["product"].queryset = Product.objects.filter(
-            provider=UpstreamProvider.EXCHANGE, kind=OrderKind.DIRECT_CHARGE, active=True
+            provider=Provider.EXCHANGE, kind=OrderKind.DIRECT_CHARGE, active=True
         )
 
     def clean_batch_code(self) -> str:

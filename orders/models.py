@@ -13,11 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from distributors.models import MONEY, Distributor
 from orders.pins import masked_card_number
-
-
-class UpstreamProvider(models.TextChoices):
-    EXCHANGE = "exchange", _("Redemption platform")
-    BST17 = "bst17", _("17bst")
+from providers.models import ORDER_PROVIDERS, Provider
 
 
 class OrderKind(models.TextChoices):
@@ -29,7 +25,7 @@ class OrderKind(models.TextChoices):
 class Product(models.Model):
     """Something a distributor can order. 17bst products are synced; redemption ones are configured."""
 
-    provider = models.CharField(_("provider"), max_length=16, choices=UpstreamProvider.choices)
+    provider = models.CharField(_("provider"), max_length=16, choices=Provider.choices_of(ORDER_PROVIDERS))
     code = models.CharField(_("product code"), max_length=64)
     name = models.CharField(_("name"), max_length=128)
     kind = models.CharField(_("kind"), max_length=16, choices=OrderKind.choices)
@@ -158,7 +154,9 @@ class RechargeOrder(models.Model):
         Distributor, on_delete=models.PROTECT, related_name="orders", verbose_name=_("distributor")
     )
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="orders", verbose_name=_("product"))
-    provider = models.CharField(_("provider"), max_length=16, choices=UpstreamProvider.choices, editable=False)
+    provider = models.CharField(
+        _("provider"), max_length=16, choices=Provider.choices_of(ORDER_PROVIDERS), editable=False
+    )
     merchant_account = models.CharField(_("merchant account"), max_length=32, default="default", editable=False)
     kind = models.CharField(_("kind"), max_length=16, choices=OrderKind.choices, editable=False)
     batch = models.ForeignKey(
@@ -279,7 +277,7 @@ class PinDisclosure(models.Model):
 class CallbackNonce(models.Model):
     """Nonces of accepted callbacks: a replay with a seen nonce is refused by the unique constraint."""
 
-    provider = models.CharField(_("provider"), max_length=16, choices=UpstreamProvider.choices)
+    provider = models.CharField(_("provider"), max_length=16, choices=Provider.choices_of(ORDER_PROVIDERS))
     nonce = models.CharField(_("nonce"), max_length=128)
     received_at = models.DateTimeField(_("received at"), auto_now_add=True)
 
@@ -293,7 +291,7 @@ class CallbackNonce(models.Model):
 class UpstreamBalance(models.Model):
     """Our own balance at 17bst, as last read (credit, frozen, commission)."""
 
-    provider = models.CharField(_("provider"), max_length=16, choices=UpstreamProvider.choices)
+    provider = models.CharField(_("provider"), max_length=16, choices=Provider.choices_of(ORDER_PROVIDERS))
     merchant_account = models.CharField(_("merchant account"), max_length=32, default="default")
     credit = models.DecimalField(_("available credit"), **MONEY)
     frozen = models.DecimalField(_("frozen"), **MONEY)

@@ -36,12 +36,12 @@ from orders.models import (
     Product,
     RechargeOrder,
     UpstreamBalance,
-    UpstreamProvider,
 )
 from orders.pins import decrypt_pin, encrypt_pin
 from providers.bst17.client import Bst17Client, Bst17QueryTooFrequent
 from providers.exceptions import Consequence, ProviderError, ProviderNotReached, consequence_of
 from providers.exchange.client import BatchItem, ExchangeCallback, ExchangeClient
+from providers.models import Provider
 from providers.results import CardSecretData, Outcome, ProviderResult
 
 logger = logging.getLogger(__name__)
@@ -445,7 +445,7 @@ class BatchImportRefused(ValidationError):
 
 
 def _batch_product_check(product: Product) -> None:
-    if product.provider != UpstreamProvider.EXCHANGE or product.kind != OrderKind.DIRECT_CHARGE:
+    if product.provider != Provider.EXCHANGE or product.kind != OrderKind.DIRECT_CHARGE:
         raise ValidationError({"product": _("A batch is for a direct-charge product of the redemption platform.")})
 
 
@@ -615,7 +615,7 @@ def _store_cards(order: RechargeOrder, cards: Sequence[CardSecretData]) -> None:
 
 
 def _client(order: RechargeOrder):
-    if order.provider == UpstreamProvider.EXCHANGE:
+    if order.provider == Provider.EXCHANGE:
         return ExchangeClient(merchant_account=order.merchant_account)
     return Bst17Client(merchant_account=order.merchant_account)
 
@@ -741,7 +741,7 @@ def _queue_again(order_ids: list[int]) -> None:
 
 def _submit_one(order: RechargeOrder, client, accepted: _Acceptances) -> str:
     try:
-        if order.provider == UpstreamProvider.EXCHANGE:
+        if order.provider == Provider.EXCHANGE:
             result = client.vip_charge(
                 product_code=order.product.code, mobile=order.mobile or None, account=order.target_account,
                 biz_code=order.client_reference, record=order,
@@ -855,7 +855,7 @@ def order_query(*, order_id: int, now: datetime.datetime | None = None) -> str:
     )
     client = _client(order)
     try:
-        if order.provider == UpstreamProvider.EXCHANGE:
+        if order.provider == Provider.EXCHANGE:
             result = client.order_info(biz_code=order.client_reference, record=order)
         else:
             result = client.get_card_info(req_stream_id=order.client_reference, record=order)
@@ -919,12 +919,12 @@ def exchange_callback_apply(*, callback: ExchangeCallback, nonce: str) -> Callba
     order is "no order" to it.
     """
     status = OUTCOME_STATUS.get(callback.status)
-    order = {"provider": UpstreamProvider.EXCHANGE, "merchant_account": callback.merchant_account,
+    order = {"provider": Provider.EXCHANGE, "merchant_account": callback.merchant_account,
              "client_reference": callback.biz_code}
     if status == OrderStatus.SUCCEEDED:
         # The common case moves no money: the nonce and the order in one statement.
         fresh, moved = _update_if_status_and_nonce_fresh(
-            (UpstreamProvider.EXCHANGE, nonce), order, _statuses_moving_to(status, CALLBACK_FROM_STATUSES),
+            (Provider.EXCHANGE, nonce), order, _statuses_moving_to(status, CALLBACK_FROM_STATUSES),
             _status_changes(status, reason=callback.message,
                             **_answer_fields(callback.order_code, callback.settlement_price)),
         )
@@ -936,7 +936,7 @@ def exchange_callback_apply(*, callback: ExchangeCallback, nonce: str) -> Callba
             raise ValidationError(_("No order %(reference)s.") % {"reference": callback.biz_code})
         return CallbackEffect.ALREADY_APPLIED
     with transaction.atomic():
-        if not callback_nonce_accept(provider=UpstreamProvider.EXCHANGE, nonce=nonce):
+        if not callback_nonce_accept(provider=Provider.EXCHANGE, nonce=nonce):
             return CallbackEffect.REPLAYED
         locked = _locked_orders().filter(**order).first()
         if locked is None:
@@ -957,7 +957,7 @@ def bst17_callback_apply(*, req_stream_id: str, outcome: str, merchant_account: 
     from orders.tasks import query_order
 
     order_id = RechargeOrder.objects.filter(
-        provider=UpstreamProvider.BST17, merchant_account=merchant_account, client_reference=req_stream_id
+        provider=Provider.BST17, merchant_account=merchant_account, client_reference=req_stream_id
     ).values_list("pk", flat=True).first()
     if order_id is None:
         raise ValidationError(_("No order %(reference)s.") % {"reference": req_stream_id})
@@ -989,7 +989,7 @@ def products_sync_bst17(*, merchant_account: str = "default") -> tuple[int, int]
     """Upsert 17bst's product list; a product that disappeared upstream is taken off sale."""
     products = Bst17Client(merchant_account=merchant_account).get_product_list()
     now = timezone.now()
-    existing = {p.code: p for p in Product.objects.filter(provider=UpstreamProvider.BST17)}
+    existing = {p.code: p for p in Product.objects.filter(provider=Provider.BST17)}
     created = updated = 0
     with transaction.atomic():
         for upstream in products:
@@ -1002,7 +1002,7 @@ def products_sync_bst17(*, merchant_account: str = "default") -> tuple[int, int]
             }
             product = existing.get(upstream.code)
             if product is None:
-                Product.objects.create(provider=UpstreamProvider.BST17, code=upstream.code,
+                Product.objects.create(provider=Provider.BST17, code=upstream.code,
                                        sale_price=upstream.face_value, **values)
                 created += 1
             else:
@@ -1011,14 +1011,14 @@ def products_sync_bst17(*, merchant_account: str = "default") -> tuple[int, int]
                 product.save()
                 updated += 1
         seen = {p.code for p in products}
-        Product.objects.filter(provider=UpstreamProvider.BST17, active=True).exclude(code__in=seen).update(active=False)
+        Product.objects.filter(provider=Provider.BST17, active=True).exclude(code__in=seen).update(active=False)
     return created, updated
 
 
 def upstream_balance_refresh(*, merchant_account: str = "default") -> UpstreamBalance:
     balance = Bst17Client(merchant_account=merchant_account).query_balance()
     snapshot, _created = UpstreamBalance.objects.update_or_create(
-        provider=UpstreamProvider.BST17, merchant_account=merchant_account,
+        provider=Provider.BST17, merchant_account=merchant_account,
         defaults={"credit": balance.credit, "frozen": balance.freeze, "commission": balance.profit},
     )
     return snapshot

@@ -19,11 +19,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from orders.models import UpstreamProvider
 from orders.services import CallbackEffect, bst17_callback_apply, exchange_callback_apply
 from providers.base import scrub
 from providers.exceptions import ProviderError, ProviderMisconfigured, SignatureInvalid
-from providers.models import CallDirection, ProviderCall
+from providers.models import CallDirection, Provider, ProviderCall
 from providers.results import Outcome
 
 logger = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ def exchange_callback(request: HttpRequest) -> HttpResponse:
     body = _body(request)
     if body is None:
         return HttpResponse("request too large", status=413, content_type="text/plain")
-    call = _store(request, UpstreamProvider.EXCHANGE, body)
+    call = _store(request, Provider.EXCHANGE, body)
     return _stored_whatever_happens(call, lambda: _exchange_answer(request, call, body))
 
 
@@ -136,12 +135,12 @@ def bst17_callback(request: HttpRequest) -> HttpResponse:
     # 17bst posts form fields (or, on some accounts, JSON); Django parses forms, multipart included.
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         payload = request.POST.dict()
-        call = _store(request, UpstreamProvider.BST17, urlencode(payload).encode())
+        call = _store(request, Provider.BST17, urlencode(payload).encode())
     else:
         body = _body(request)
         if body is None:
             return HttpResponse("request too large", status=413, content_type="text/plain")
-        call = _store(request, UpstreamProvider.BST17, body)
+        call = _store(request, Provider.BST17, body)
         try:
             payload = json.loads(body.decode("utf-8"))
             if not isinstance(payload, dict):

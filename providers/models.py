@@ -12,10 +12,22 @@ from providers.results import Outcome
 
 
 class Provider(models.TextChoices):
+    """The upstreams: the one list, for the call log, the products and orders, and the ERP syncs."""
+
     BEST_GERP = "best_gerp", _("BEST GERP")
     WDT = "wdt", _("Wangdiantong")
     EXCHANGE = "exchange", _("Redemption platform")
     BST17 = "bst17", _("17bst")
+
+    @classmethod
+    def choices_of(cls, members: tuple[Provider, ...]) -> list[tuple[str, str]]:
+        """The choices of a field that may hold only some of them."""
+        return [(member.value, member.label) for member in members]
+
+
+# Orders are fulfilled by these two; fund transactions are pushed to those two ERPs.
+ORDER_PROVIDERS = (Provider.EXCHANGE, Provider.BST17)
+ERP_PROVIDERS = (Provider.BEST_GERP, Provider.WDT)
 
 
 class CallDirection(models.TextChoices):

@@ -25,8 +25,9 @@ from django.template.loader import get_template
 from django.urls import reverse
 from django.utils import translation
 
-from distributors.models import ErpSync, ErpTarget, FundTransaction, FundTransactionType, SyncStatus
-from orders.models import OrderKind, Product, RechargeOrder, UpstreamProvider
+from distributors.models import ErpSync, FundTransaction, FundTransactionType, SyncStatus
+from orders.models import OrderKind, Product, RechargeOrder
+from providers.models import Provider
 from tests.factories import make_distributor, sign_in, verify_second_factor
 from tests.test_admin_lists import LISTS, add_rows
 
@@ -46,7 +47,7 @@ def admin_client(client):
 
 @pytest.fixture
 def product():
-    return Product.objects.create(provider=UpstreamProvider.BST17, code="12", name="话费充值卡 100",
+    return Product.objects.create(provider=Provider.BST17, code="12", name="话费充值卡 100",
                                   kind=OrderKind.GIFT_CARD, sale_price=Decimal("98.50"))
 
 
@@ -135,9 +136,9 @@ def test_the_erp_sync_column_reads_like_get_display_in_each_language(admin_clien
         distributor=distributor, type=FundTransactionType.RECHARGE, amount=Decimal("100.00"), voucher_no="V1",
         created_by=admin_client.user,
     )
-    ErpSync.objects.create(fund_transaction=transaction, target=ErpTarget.BEST_GERP, client_reference="C1",
+    ErpSync.objects.create(fund_transaction=transaction, target=Provider.BEST_GERP, client_reference="C1",
                            status=SyncStatus.MANUAL_REVIEW)
-    ErpSync.objects.create(fund_transaction=transaction, target=ErpTarget.WDT, client_reference="C2",
+    ErpSync.objects.create(fund_transaction=transaction, target=Provider.WDT, client_reference="C2",
                            status=SyncStatus.FAILED)
     syncs = list(transaction.erp_syncs.all())
 

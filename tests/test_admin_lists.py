@@ -19,8 +19,8 @@ from django.urls import reverse
 
 from config.admin_paging import LargeTablePaginator
 from distributors.models import FundTransaction, FundTransactionStatus, FundTransactionType
-from orders.models import OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
-from providers.models import ProviderCall
+from orders.models import OrderKind, OrderStatus, Product, RechargeOrder
+from providers.models import Provider, ProviderCall
 from providers.results import Outcome
 from tests.factories import make_distributor, sign_in, verify_second_factor
 
@@ -51,7 +51,7 @@ def admin_client(client):
 
 @pytest.fixture
 def product():
-    return Product.objects.create(provider=UpstreamProvider.BST17, code="12", name="话费充值卡 100",
+    return Product.objects.create(provider=Provider.BST17, code="12", name="话费充值卡 100",
                                   kind=OrderKind.GIFT_CARD, sale_price=Decimal("98.50"))
 
 

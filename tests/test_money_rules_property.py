@@ -51,7 +51,7 @@ from distributors.fund_transactions import (
 )
 from distributors.models import Account, DistributorStatus, EntryKind, FundTransaction, FundTransactionStatus, LedgerEntry
 from orders import services
-from orders.models import OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
+from orders.models import OrderKind, OrderStatus, Product, RechargeOrder
 from orders.services import (
     order_create,
     order_query,
@@ -61,6 +61,7 @@ from orders.services import (
 )
 from providers.exceptions import OutcomeUnknown, ProviderMisconfigured, ProviderNotReached, ProviderRejected
 from providers.exchange import signing
+from providers.models import Provider
 from providers.results import CardSecretData, Outcome, ProviderResult
 from tests.factories import fund, make_distributor, make_user, sign_in
 from tests.providers import bst17_support, exchange_support
@@ -156,11 +157,11 @@ class MoneyRules(RuleBasedStateMachine):
         self.other_distributor = make_distributor(code="P0002", name="另一家")
         fund(self.distributor, "3000.00")
         self.products = [
-            Product.objects.create(provider=UpstreamProvider.EXCHANGE, code="P-DC", name="直充", kind=OrderKind.DIRECT_CHARGE,
+            Product.objects.create(provider=Provider.EXCHANGE, code="P-DC", name="直充", kind=OrderKind.DIRECT_CHARGE,
                                    sale_price=Decimal("22.00")),
-            Product.objects.create(provider=UpstreamProvider.BST17, code="P-10", name="话费卡 10", kind=OrderKind.GIFT_CARD,
+            Product.objects.create(provider=Provider.BST17, code="P-10", name="话费卡 10", kind=OrderKind.GIFT_CARD,
                                    face_value=Decimal("10.00"), sale_price=Decimal("10.00")),
-            Product.objects.create(provider=UpstreamProvider.BST17, code="P-1000", name="购物卡 1000",
+            Product.objects.create(provider=Provider.BST17, code="P-1000", name="购物卡 1000",
                                    kind=OrderKind.GIFT_CARD, face_value=Decimal("1000.00"), sale_price=Decimal("1000.00")),
         ]
         self.price_of = {product.code: product.sale_price for product in self.products}
@@ -254,7 +255,7 @@ class MoneyRules(RuleBasedStateMachine):
 
     @rule(data=st.data(), kind=st.sampled_from(CALLBACKS), claims_failure=st.booleans())
     def platform_calls_back(self, data, kind, claims_failure):
-        sent = [o for o in RechargeOrder.objects.filter(pk__in=self.orders, provider=UpstreamProvider.EXCHANGE)
+        sent = [o for o in RechargeOrder.objects.filter(pk__in=self.orders, provider=Provider.EXCHANGE)
                 if o.client_reference in self.upstream.sent]
         if kind in ("replayed", "smuggled nonce"):
             if self.delivered:

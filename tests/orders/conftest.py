@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from orders.models import OrderKind, Product, UpstreamProvider
+from orders.models import OrderKind, Product
+from providers.models import Provider
 from tests.factories import fund, make_distributor
 
 
@@ -18,7 +19,7 @@ def distributor():
 @pytest.fixture
 def gift_card_product():
     return Product.objects.create(
-        provider=UpstreamProvider.BST17, code="12", name="话费充值卡 100", kind=OrderKind.GIFT_CARD,
+        provider=Provider.BST17, code="12", name="话费充值卡 100", kind=OrderKind.GIFT_CARD,
         face_value=Decimal("100.00"), cost_price=Decimal("97.33"), sale_price=Decimal("98.50"),
     )
 
@@ -26,6 +27,6 @@ def gift_card_product():
 @pytest.fixture
 def direct_charge_product():
     return Product.objects.create(
-        provider=UpstreamProvider.EXCHANGE, code="87103", name="视频会员月卡", kind=OrderKind.DIRECT_CHARGE,
+        provider=Provider.EXCHANGE, code="87103", name="视频会员月卡", kind=OrderKind.DIRECT_CHARGE,
         face_value=Decimal("25.00"), cost_price=Decimal("20.00"), sale_price=Decimal("22.00"),
     )

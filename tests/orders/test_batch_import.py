@@ -12,9 +12,10 @@ from openpyxl import Workbook
 
 from config.spreadsheet_import import FileRefused
 from orders.imports import batch_file_check
-from orders.models import OrderBatch, OrderStatus, Product, RechargeOrder, UpstreamProvider
+from orders.models import OrderBatch, OrderStatus, Product, RechargeOrder
 from orders.selectors import batch_progress
 from orders.services import BatchImportRefused, batch_import, batch_place
+from providers.models import Provider
 from tests.factories import sign_in
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +44,7 @@ def csv_bytes(text: str, encoding="utf-8-sig") -> bytes:
 @pytest.fixture
 def open_amount_product():
     return Product.objects.create(
-        provider=UpstreamProvider.EXCHANGE, code="54092", name="加油卡", kind="direct_charge", needs_face_value=True,
+        provider=Provider.EXCHANGE, code="54092", name="加油卡", kind="direct_charge", needs_face_value=True,
     )
 
 

@@ -8,9 +8,9 @@ import pytest
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from distributors.services import ledger_balance_check
-from orders.models import OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
+from orders.models import OrderKind, OrderStatus, Product, RechargeOrder
 from orders.services import order_create, orders_place, orders_submit
-from providers.models import ProviderCall
+from providers.models import Provider, ProviderCall
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +42,7 @@ def test_orders_placed_together_are_queued_in_groups_each_with_its_own_job(setti
 def test_an_order_refused_in_a_group_is_left_out_of_its_job_and_the_others_go_ahead(settings, clerk, distributor,
                                                                                    direct_charge_product):
     settings.ORDER_SUBMIT_CHUNK_SIZE = 3
-    dear = Product.objects.create(provider=UpstreamProvider.EXCHANGE, code="87199", name="年卡", kind=OrderKind.DIRECT_CHARGE,
+    dear = Product.objects.create(provider=Provider.EXCHANGE, code="87199", name="年卡", kind=OrderKind.DIRECT_CHARGE,
                                   sale_price=Decimal("5000.00"))  # more than the balance
     ids = direct_charges(distributor, direct_charge_product, clerk, 3)
     RechargeOrder.objects.filter(pk=ids[1]).update(product=dear)

@@ -16,7 +16,7 @@ from django.urls import reverse
 from distributors.models import Account, DistributorStatus, EntryKind, LedgerEntry
 from distributors.services import ledger_balance_check
 from orders.forms import RechargeOrderForm
-from orders.models import OrderBatch, OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
+from orders.models import OrderBatch, OrderKind, OrderStatus, Product, RechargeOrder
 from orders.services import (
     BatchItemData,
     OrderTransitionRefused,
@@ -26,6 +26,7 @@ from orders.services import (
     order_update,
     orders_place,
 )
+from providers.models import Provider
 from tests.factories import fund, sign_in
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +43,7 @@ def held(order) -> Decimal:
 @pytest.fixture
 def dear_gift_card():
     return Product.objects.create(
-        provider=UpstreamProvider.BST17, code="1000", name="购物卡 1000", kind=OrderKind.GIFT_CARD,
+        provider=Provider.BST17, code="1000", name="购物卡 1000", kind=OrderKind.GIFT_CARD,
         face_value=Decimal("1000.00"), sale_price=Decimal("1000.00"),
     )
 
@@ -50,7 +51,7 @@ def dear_gift_card():
 @pytest.fixture
 def cheap_gift_card():
     return Product.objects.create(
-        provider=UpstreamProvider.BST17, code="10", name="话费卡 10", kind=OrderKind.GIFT_CARD,
+        provider=Provider.BST17, code="10", name="话费卡 10", kind=OrderKind.GIFT_CARD,
         face_value=Decimal("10.00"), sale_price=Decimal("10.00"),
     )
 

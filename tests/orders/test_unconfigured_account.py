@@ -17,7 +17,7 @@ import pytest
 from config.provider_settings import provider_accounts
 from distributors.models import EntryKind, LedgerEntry
 from distributors.services import ledger_balance_check
-from orders.models import OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
+from orders.models import OrderKind, OrderStatus, Product, RechargeOrder
 from orders.services import (
     BatchItemData,
     batch_create,
@@ -28,7 +28,7 @@ from orders.services import (
     orders_place,
     orders_submit,
 )
-from providers.models import ProviderCall
+from providers.models import Provider, ProviderCall
 
 pytestmark = pytest.mark.django_db(databases=["default", "call_log"])
 
@@ -44,7 +44,7 @@ def with_unconfigured_account(environment: dict[str, str], *, copy_of_default: b
 
 
 def east_product(provider: str, code: str) -> Product:
-    kind = OrderKind.DIRECT_CHARGE if provider == UpstreamProvider.EXCHANGE else OrderKind.GIFT_CARD
+    kind = OrderKind.DIRECT_CHARGE if provider == Provider.EXCHANGE else OrderKind.GIFT_CARD
     return Product.objects.create(
         provider=provider, code=code, name=f"东区 {code}", kind=kind, merchant_account="east",
         face_value=Decimal("100.00"), cost_price=Decimal("90.00"), sale_price=Decimal("95.00"),
@@ -61,14 +61,14 @@ def released(order: RechargeOrder) -> bool:
 
 
 @pytest.mark.parametrize(("provider", "east_code", "missing"), [
-    (UpstreamProvider.EXCHANGE, "99001", "EXCHANGE_EAST_BASE_URL"),
-    (UpstreamProvider.BST17, "8", "BST17_EAST_BASE_URL"),
+    (Provider.EXCHANGE, "99001", "EXCHANGE_EAST_BASE_URL"),
+    (Provider.BST17, "8", "BST17_EAST_BASE_URL"),
 ], ids=["exchange", "bst17"])
 def test_a_job_fails_the_order_of_an_unconfigured_account_and_submits_the_others(
         sandbox, sandbox_environment, settings, clerk, distributor, direct_charge_product, gift_card_product,
         provider, east_code, missing):
     settings.PROVIDERS = provider_accounts(with_unconfigured_account(sandbox_environment))
-    configured_product = direct_charge_product if provider == UpstreamProvider.EXCHANGE else gift_card_product
+    configured_product = direct_charge_product if provider == Provider.EXCHANGE else gift_card_product
     # The unconfigured account's order comes first in the job.
     stranded = new_order(distributor, east_product(provider, east_code), clerk)
     fine = new_order(distributor, configured_product, clerk)
@@ -89,7 +89,7 @@ def test_a_job_fails_the_order_of_an_unconfigured_account_and_submits_the_others
 def test_a_batch_chunk_of_an_unconfigured_account_fails_its_items_instead_of_leaving_them_sending(
         sandbox, sandbox_environment, settings, clerk, distributor):
     settings.PROVIDERS = provider_accounts(with_unconfigured_account(sandbox_environment))
-    batch = batch_create(distributor=distributor, product=east_product(UpstreamProvider.EXCHANGE, "99001"), actor=clerk,
+    batch = batch_create(distributor=distributor, product=east_product(Provider.EXCHANGE, "99001"), actor=clerk,
                          items=[BatchItemData("13800138000"), BatchItemData("13800138001")])
     batch_place(batch_id=batch.pk, actor=clerk)
     ids = list(batch.orders.order_by("pk").values_list("pk", flat=True))
@@ -109,7 +109,7 @@ def test_an_order_of_an_unconfigured_account_does_not_stop_the_others_being_quer
     bst17.answer_processing_first = True
     bst17.completion_delay = 0.2
     settings.PROVIDERS = provider_accounts(with_unconfigured_account(sandbox_environment, copy_of_default=True))
-    stranded = new_order(distributor, east_product(UpstreamProvider.BST17, "8"), clerk)
+    stranded = new_order(distributor, east_product(Provider.BST17, "8"), clerk)
     fine = new_order(distributor, gift_card_product, clerk)
     orders_place(ids=[stranded.pk, fine.pk], actor=clerk)
     assert orders_submit(order_ids=[stranded.pk, fine.pk]) == dict.fromkeys([stranded.pk, fine.pk], OrderStatus.ACCEPTED)

@@ -16,7 +16,7 @@ from config.roles import FINANCE_CLERK, FINANCE_SUPERVISOR
 from distributors.fund_transactions import fund_transaction_approve, fund_transaction_create, fund_transactions_submit
 from distributors.models import ErpSync, SyncStatus
 from distributors.services import ledger_balance_check
-from orders.models import OrderKind, OrderStatus, Product, RechargeOrder, UpstreamBalance, UpstreamProvider
+from orders.models import OrderKind, OrderStatus, Product, RechargeOrder, UpstreamBalance
 from orders.services import (
     BatchItemData,
     _store_cards,
@@ -27,7 +27,7 @@ from orders.services import (
     order_create,
     orders_place,
 )
-from providers.models import ProviderCall
+from providers.models import Provider, ProviderCall
 from providers.results import CardSecretData
 from tests.factories import fund, make_distributor, make_user
 
@@ -68,11 +68,11 @@ WORLD_PINS = ("830117264459", "274400918362")
 def orders_world(clerk, supervisor, distributor) -> dict:
     """Products, orders in every state a person acts on, batches (draft and placed), cards, a disclosure."""
     direct = Product.objects.create(
-        provider=UpstreamProvider.EXCHANGE, code="SEC-87103", name="安全测试直充", kind=OrderKind.DIRECT_CHARGE,
+        provider=Provider.EXCHANGE, code="SEC-87103", name="安全测试直充", kind=OrderKind.DIRECT_CHARGE,
         face_value=Decimal("25.00"), cost_price=Decimal("20.00"), sale_price=Decimal("22.00"),
     )
     gift = Product.objects.create(
-        provider=UpstreamProvider.BST17, code="SEC-12", name="安全测试礼品卡", kind=OrderKind.GIFT_CARD,
+        provider=Provider.BST17, code="SEC-12", name="安全测试礼品卡", kind=OrderKind.GIFT_CARD,
         face_value=Decimal("100.00"), cost_price=Decimal("97.00"), sale_price=Decimal("98.00"),
     )
     draft_order = order_create(distributor=distributor, product=direct, actor=clerk, target_account="13800000001")
@@ -91,9 +91,9 @@ def orders_world(clerk, supervisor, distributor) -> dict:
     batch_place(batch_id=placed_batch.pk, actor=clerk)
     cards = list(delivered.card_secrets.order_by("pk"))
     card_secret_reveal(card_secret=cards[0], actor=supervisor)
-    assert callback_nonce_accept(provider=UpstreamProvider.EXCHANGE, nonce="sec-nonce-1")
+    assert callback_nonce_accept(provider=Provider.EXCHANGE, nonce="sec-nonce-1")
     balance = UpstreamBalance.objects.create(
-        provider=UpstreamProvider.BST17, credit=Decimal("5000.00"), frozen=Decimal("0.00"), commission=Decimal("1.00"),
+        provider=Provider.BST17, credit=Decimal("5000.00"), frozen=Decimal("0.00"), commission=Decimal("1.00"),
     )
     return {
         "products": [direct, gift], "draft_order": draft_order, "queued_order": queued, "review_order": review,

@@ -24,9 +24,10 @@ from django.urls import reverse
 from pghistory.models import Events
 
 from config.roles import AUDITOR, FINANCE_CLERK, FINANCE_SUPERVISOR, SUPERVISOR_PERMISSIONS
-from orders.models import CardSecret, OrderKind, OrderStatus, PinDisclosure, Product, RechargeOrder, UpstreamProvider
+from orders.models import CardSecret, OrderKind, OrderStatus, PinDisclosure, Product, RechargeOrder
 from orders.pins import masked_card_number
 from orders.services import _store_cards, card_secret_reveal, card_secrets_export, order_create
+from providers.models import Provider
 from providers.results import CardSecretData
 from tests.factories import fund, make_distributor, make_user, sign_in, verify_second_factor
 from tests.security.conftest import snapshot
@@ -46,7 +47,7 @@ def cards():
     """Two distributors, each with a delivered gift-card order of two cards with known PINs."""
     creator = make_user("card_creator", FINANCE_CLERK)
     product = Product.objects.create(
-        provider=UpstreamProvider.BST17, code="EXP-12", name="话费卡 100", kind=OrderKind.GIFT_CARD,
+        provider=Provider.BST17, code="EXP-12", name="话费卡 100", kind=OrderKind.GIFT_CARD,
         face_value=Decimal("100.00"), cost_price=Decimal("97.00"), sale_price=Decimal("98.00"),
     )
     orders = []

@@ -27,8 +27,9 @@ from pghistory.models import Events
 from config.roles import FINANCE_CLERK
 from distributors.imports import import_fund_transactions
 from distributors.models import Account, FundTransaction, ImportStatus, LedgerEntry
-from orders.models import OrderBatch, OrderKind, Product, RechargeOrder, UpstreamProvider
+from orders.models import OrderBatch, OrderKind, Product, RechargeOrder
 from orders.services import BatchImportRefused, batch_import
+from providers.models import Provider
 from tests.distributors.import_support import ENGLISH, row
 from tests.factories import fund, make_distributor, make_user, sign_in
 
@@ -61,7 +62,7 @@ def distributor():
 def product():
     """Open amount: the face value column is read and charged, so it is a target for formulas too."""
     return Product.objects.create(
-        provider=UpstreamProvider.EXCHANGE, code="54092", name="加油卡", kind=OrderKind.DIRECT_CHARGE,
+        provider=Provider.EXCHANGE, code="54092", name="加油卡", kind=OrderKind.DIRECT_CHARGE,
         needs_face_value=True,
     )
 
