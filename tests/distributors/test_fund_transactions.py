@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from procrastinate.contrib.django.models import ProcrastinateJob
 
+from config.provider_settings import provider_accounts
 from config.roles import FINANCE_SUPERVISOR
 from distributors.erp_sync import erp_sync_resolve, erp_sync_retry, erp_sync_submit
 from distributors.exceptions import InsufficientFunds
@@ -225,6 +226,21 @@ def test_a_rejected_sync_fails_with_the_vendor_message_and_a_retry_sends_it_agai
     assert erp_sync_submit(erp_sync_id=syncs["wdt"].pk) == SyncStatus.SUCCEEDED
     syncs["wdt"].refresh_from_db()
     assert syncs["wdt"].attempts == 2
+
+
+def test_a_sync_to_an_unconfigured_merchant_account_fails_naming_the_variable_and_the_other_erp_is_still_told(
+    sandbox, sandbox_environment, settings, clerk, supervisor, distributor
+):
+    settings.PROVIDERS = provider_accounts({**sandbox_environment, "WDT_ACCOUNTS": "east"})
+    distributor.wdt_merchant = "east"  # an account with no credentials
+    distributor.save()
+    _, syncs = approve_and_sync(clerk, supervisor, distributor)
+
+    assert erp_sync_submit(erp_sync_id=syncs["wdt"].pk) == SyncStatus.FAILED  # nothing was sent: retryable
+    assert erp_sync_submit(erp_sync_id=syncs["best_gerp"].pk) == SyncStatus.SUCCEEDED
+    syncs["wdt"].refresh_from_db()
+    assert "WDT_EAST_BASE_URL" in syncs["wdt"].last_error
+    assert list(ProviderCall.objects.values_list("provider", flat=True)) == ["best_gerp"]
 
 
 def test_a_timeout_after_sending_goes_to_manual_review_and_is_never_resent(
