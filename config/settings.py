@@ -43,13 +43,14 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "pgtrigger",
-    "pghistory",
-    "import_export",
-    "procrastinate.contrib.django",
-    "axes",
+    # Third-party apps through config.apps: the same apps, under names translated for the admin.
+    "config.apps.HistoryConfig",  # pghistory
+    "config.apps.ImportExportConfig",  # import_export
+    "config.apps.JobQueueConfig",  # procrastinate.contrib.django
+    "config.apps.LoginLockoutConfig",  # axes
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
+    "config.apps.TotpDeviceConfig",  # django_otp.plugins.otp_totp
+    "config.apps.StaticDeviceConfig",  # django_otp.plugins.otp_static
     "csp",
     "config.apps.BackOfficeConfig",
     "distributors",

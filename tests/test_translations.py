@@ -45,3 +45,21 @@ def test_the_project_strings_are_translated_at_run_time():
         from distributors.models import Distributor
 
         assert str(Distributor._meta.verbose_name) == "分销商"
+
+
+@pytest.mark.django_db
+def test_the_menu_names_every_third_party_app_and_model_in_chinese(client):
+    from tests.factories import make_user, sign_in, verify_second_factor
+
+    root = make_user("menu-root", is_superuser=True)
+    sign_in(client, root)
+    verify_second_factor(client, root)
+
+    index = client.get(reverse("admin:index")).content.decode()
+
+    for name in ("审计历史", "审计日志", "登录锁定", "登录失败尝试", "登录记录", "后台任务", "身份验证器（TOTP）",
+                 "身份验证器应用", "备用验证码"):
+        assert name in index, name
+    for raw in ("Pghistory", "PGHISTORY", "Axes", "Access attempts", "Access logs", "Procrastinate",
+                "Otp_Totp", "TOTP devices", "Otp_Static", "Static devices", ">Events<"):
+        assert raw not in index, raw
