@@ -4,40 +4,42 @@ django-pghistory writes an event row from a database trigger for every insert an
 tracked model, bulk operations included. The context attached to those rows says who did it and
 from where: a web request (with the admin action, if any), an import, a background job or a
 management command. Event tables are append-only at the database (PGHISTORY_APPEND_ONLY).
+
+The audit log shows each event in the words of the admin (config.history_display).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
 import pghistory
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q, QuerySet
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from pghistory import core
 from pghistory.admin import EventsAdmin
-from pghistory.admin.core import EventsChangeList
+from pghistory.admin.core import (
+    BackFilter,
+    EventModelFilter,
+    EventsChangeList,
+    LabelFilter,
+    MethodFilter,
+    ModelFilter,
+    ObjFilter,
+    _filter_event_models,
+    _get_model,
+    _get_obj,
+)
 from pghistory.middleware import HistoryMiddleware
-from pghistory.models import Context, Events, EventsQuery, EventsQueryCompiler
+from pghistory.models import Context, EventsQuery, EventsQueryCompiler
 
+from config import history_display as shown
 from config.admin_paging import LargeTableAdminMixin, LargeTablePaginator, ResultUrlChangeListMixin
-from orders.pins import masked_card_number
+from config.history_display import SOURCE_COMMAND, SOURCE_IMPORT, SOURCE_JOB, SOURCE_LABELS, SOURCE_WEB
 
-SOURCE_WEB = "web"
-SOURCE_IMPORT = "import"
-SOURCE_JOB = "job"
-SOURCE_COMMAND = "command"
-
-SOURCE_LABELS = {
-    SOURCE_WEB: _("Web / admin"),
-    SOURCE_IMPORT: _("Import"),
-    SOURCE_JOB: _("Background job"),
-    SOURCE_COMMAND: _("Command line or shell"),
-}
+__all__ = ["SOURCE_COMMAND", "SOURCE_IMPORT", "SOURCE_JOB", "SOURCE_WEB", "command_context", "job_context"]
 
 
 class HistoryContextMiddleware(HistoryMiddleware):
@@ -70,8 +72,17 @@ def _contexts_with(**metadata) -> QuerySet:
     return Context.objects.filter(**{f"metadata__{key}": value for key, value in metadata.items()}).values("id")
 
 
+# --- Filters, in the auditor's words ---------------------------------------------------------
+
+
+class TimeFilter(admin.DateFieldListFilter):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title = _("time")
+
+
 class ContextUserFilter(admin.SimpleListFilter):
-    title = _("user")
+    title = gettext_lazy("user")
     parameter_name = "user"
 
     def lookups(self, request, model_admin):
@@ -85,7 +96,7 @@ class ContextUserFilter(admin.SimpleListFilter):
 
 
 class ContextSourceFilter(admin.SimpleListFilter):
-    title = _("source")
+    title = gettext_lazy("source")
     parameter_name = "source"
 
     def lookups(self, request, model_admin):
@@ -98,21 +109,61 @@ class ContextSourceFilter(admin.SimpleListFilter):
 
 
 class ContextActionFilter(admin.SimpleListFilter):
-    title = _("admin action")
+    title = gettext_lazy("admin action")
     parameter_name = "admin_action"
 
     def lookups(self, request, model_admin):
-        names = {
-            name
-            for registered in model_admin.admin_site._registry.values()
-            for name, _func in ((a if isinstance(a, str) else a.__name__, a) for a in (registered.actions or []))
-        }
-        return [(name, name) for name in sorted(names)]
+        return shown.action_choices(model_admin.admin_site)
 
     def queryset(self, request, queryset):
         if self.value():
             return queryset.filter(pgh_context_id__in=_contexts_with(action=self.value()))
         return queryset
+
+
+class EventKindFilter(LabelFilter):
+    title = gettext_lazy("event")
+
+    def lookups(self, request, model_admin):
+        return [(label, shown.event_label(label)) for label, _label in super().lookups(request, model_admin)]
+
+
+class RecordTypeFilter(EventModelFilter):
+    title = gettext_lazy("record type")
+
+    def lookups(self, request, model_admin):
+        choices = [
+            (event_model._meta.label_lower, shown.model_name(event_model.pgh_tracked_model._meta.label))
+            for event_model in _filter_event_models(request)
+        ]
+        return sorted(choices, key=lambda choice: choice[1])
+
+
+class HistoryKindFilter(MethodFilter):
+    title = gettext_lazy("history")
+
+    def lookups(self, request, model_admin):
+        return [("tracks", _("of the record itself")), ("references", _("of the records referring to it"))]
+
+
+class RecordFilter(ObjFilter):
+    title = gettext_lazy("record")
+
+    def lookups(self, request, model_admin):
+        return [(value, _record_name(value)) for value, _label in super().lookups(request, model_admin)]
+
+
+class RecordModelFilter(ModelFilter):
+    title = gettext_lazy("record type")
+
+    def lookups(self, request, model_admin):
+        return [(value, shown.model_name(value)) for value, _label in super().lookups(request, model_admin)]
+
+
+def _record_name(model_pk: str) -> str:
+    """"orders.RechargeOrder:5" as the record's type and number."""
+    model, _sep, pk = model_pk.partition(":")
+    return f"{shown.model_name(model)} #{pk}" if pk else model_pk
 
 
 # --- The global audit log, fast on millions of events -------------------------------------
@@ -231,37 +282,14 @@ class AuditLogChangeList(ResultUrlChangeListMixin, EventsChangeList):
             self.result_list = self.paginator.events(0, self.list_max_show_all)
 
 
-# Values the event rows hold whole but the audit log shows masked, by tracked model and field.
-MASKED_FIELDS: dict[str, dict[str, Callable[[str], str]]] = {
-    "orders.CardSecret": {"card_number": masked_card_number},
-}
-
-
-def _masked(event, values: dict | None, *, diff: bool) -> dict | None:
-    """`values` (an event's data, or its diff of [before, after] pairs) with MASKED_FIELDS masked."""
-    masks = MASKED_FIELDS.get(event.pgh_obj_model)
-    if not masks or not values:
-        return values
-    shown = dict(values)
-    for field, mask in masks.items():
-        if field not in shown:
-            continue
-        value = shown[field]
-        pair = value if diff and isinstance(value, list) else [value]
-        masked = [mask(v) if isinstance(v, str) else v for v in pair]
-        shown[field] = masked if diff and isinstance(value, list) else masked[0]
-    return shown
-
-
-def _as_json(values: dict | None) -> str | None:
-    return json.dumps(values, ensure_ascii=False, cls=DjangoJSONEncoder) if values else None
-
 
 class AuditLogAdmin(LargeTableAdminMixin, EventsAdmin):
-    """The global audit log: every change to every business row, filterable, never editable.
+    """The global audit log: every change to every business row, in the words of the admin, never editable.
 
-    An event's data and diff are shown with MASKED_FIELDS masked (card numbers: only the recorded
-    reveal and export show them whole).
+    Each row shows the record by its model's name, the change as "field: before → after" with the
+    values as the admin shows them (config.history_display; card numbers masked, encrypted PINs
+    never shown), who made it, from where and by which admin action. Everything but the user
+    names (read once per page) comes from memory.
     """
 
     paginator = AuditLogPaginator
@@ -269,48 +297,99 @@ class AuditLogAdmin(LargeTableAdminMixin, EventsAdmin):
     # would sort every event.
     ordering = ["-pgh_created_at", "-pgh_id"]
     sortable_by = []
+    list_display = ["when", "record", "record_id", "event", "who", "source", "what", "changes"]
+    detail_fields = ["when", "record", "record_id", "event", "who", "source", "what", "address", "changes",
+                     "data"]
 
     def get_changelist(self, request, **kwargs):
         return AuditLogChangeList
 
     def get_list_filter(self, request):
-        return [
-            *super().get_list_filter(request),
-            ("pgh_created_at", admin.DateFieldListFilter),
+        filters = [
+            RecordTypeFilter,
+            EventKindFilter,
+            ("pgh_created_at", TimeFilter),
             ContextUserFilter,
             ContextSourceFilter,
             ContextActionFilter,
         ]
+        if "obj" in request.GET:
+            filters += [HistoryKindFilter, RecordFilter, BackFilter]
+        elif "model" in request.GET:
+            filters += [RecordModelFilter, BackFilter]
+        return filters
 
     def get_list_display(self, request):
-        return ["pgh_created_at", "pgh_obj_model", "pgh_obj_id", "pgh_label", "who", "where", "changes"]
+        return self.list_display
 
     def get_fields(self, request, obj=None):
-        shown_as = {"pgh_data": "data", "pgh_diff": "changes"}
-        return list(dict.fromkeys(shown_as.get(name, name) for name in super().get_fields(request, obj)))
+        return self.detail_fields
 
     def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), "data", "changes"]
+        return self.detail_fields
 
-    @admin.display(description=Events._meta.get_field("pgh_data").verbose_name)
-    def data(self, event) -> str | None:
-        return _as_json(_masked(event, event.pgh_data, diff=False))
+    def changelist_view(self, request, extra_context=None):
+        # pghistory's view titles the list in English ("Tracks <object>"); the same, in words.
+        context = {"title": self.model._meta.verbose_name_plural}
+        obj = _get_obj(request.GET.get("obj"))
+        model = _get_model(request.GET.get("model"))
+        if obj:
+            name = _record_name(request.GET["obj"])
+            context["subtitle"] = {
+                "tracks": _("History of %(record)s") % {"record": name},
+                "references": _("History of the records referring to %(record)s") % {"record": name},
+            }.get(request.GET.get("method"), name)
+        elif model:
+            context["subtitle"] = model._meta.verbose_name_plural
+        if "back" in request.GET:
+            context["pgh_back"] = request.GET["back"]
+        return admin.ModelAdmin.changelist_view(self, request, {**context, **(extra_context or {})})
 
-    @admin.display(description=Events._meta.get_field("pgh_diff").verbose_name)
-    def changes(self, event) -> str | None:
-        return _as_json(_masked(event, event.pgh_diff, diff=True))
+    @admin.display(description=gettext_lazy("time"))
+    def when(self, event) -> str:
+        return shown.local_time(event.pgh_created_at)
 
-    @admin.display(description=_("who"))
+    @admin.display(description=gettext_lazy("record type"))
+    def record(self, event) -> str:
+        return shown.model_name(event.pgh_obj_model)
+
+    @admin.display(description=gettext_lazy("record ID"))
+    def record_id(self, event) -> str:
+        return event.pgh_obj_id or shown.EMPTY
+
+    @admin.display(description=gettext_lazy("event"))
+    def event(self, event) -> str:
+        return shown.event_label(event.pgh_label)
+
+    @admin.display(description=gettext_lazy("user"))
     def who(self, event) -> str:
         user_id = (event.pgh_context or {}).get("user")
         if user_id is None:
-            return "-"
+            return shown.EMPTY
+        if not hasattr(event, "username"):  # the detail page: one event, one query
+            _attach_usernames([event])
         # Names are read once per page (AuditLogPaginator.events); a deleted user shows as its id.
-        return getattr(event, "username", None) or str(user_id)
+        return event.username or str(user_id)
 
-    @admin.display(description=_("from where"))
-    def where(self, event) -> str:
-        context = event.pgh_context or {}
-        source = SOURCE_LABELS.get(context.get("source"), _("Database (no context)"))
-        detail = context.get("action") or context.get("task") or context.get("command") or context.get("url") or ""
-        return f"{source}: {detail}" if detail else str(source)
+    @admin.display(description=gettext_lazy("source"))
+    def source(self, event) -> str:
+        return shown.source_text(event.pgh_context)
+
+    @admin.display(description=gettext_lazy("action"))
+    def what(self, event) -> str:
+        return shown.what_text(self.admin_site, event.pgh_context)
+
+    @admin.display(description=gettext_lazy("address"))
+    def address(self, event) -> str:
+        return (event.pgh_context or {}).get("url") or shown.EMPTY
+
+    @admin.display(description=gettext_lazy("changes"))
+    def changes(self, event) -> str:
+        if event.pgh_diff:
+            return shown.as_lines(shown.changes(event.pgh_obj_model, event.pgh_diff))
+        # A new row (or an insert-only one, such as a ledger entry): what it was created with.
+        return shown.as_lines(shown.values(event.pgh_obj_model, event.pgh_data, skip_empty=True))
+
+    @admin.display(description=gettext_lazy("record as saved"))
+    def data(self, event) -> str:
+        return shown.as_lines(shown.values(event.pgh_obj_model, event.pgh_data))
