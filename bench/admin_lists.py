@@ -226,6 +226,9 @@ def cases(rows: int) -> list[tuple[str, str, dict]]:
         ("history", "plain", {}),
         ("history", "filtered", {"pgh_label": "insert", "source": "import"}),
         ("history", "per object", {"method": "tracks", "obj": f"orders.rechargeorder:{order.pk}"}),
+        ("history", "by distributor", {"distributor": "D0007"}),
+        ("history", "searched", {"q": order.client_reference}),
+        ("history", "date range", {"pgh_created_at__from": "2000-01-01", "source": "import"}),
         ("history", page, {"p": deep_page}),
     ]
 

@@ -5,17 +5,26 @@ tracked model, bulk operations included. The context attached to those rows says
 from where: a web request (with the admin action, if any), an import, a background job or a
 management command. Event tables are append-only at the database (PGHISTORY_APPEND_ONLY).
 
-The audit log shows each event in the words of the admin (config.history_display).
+The audit log shows each event in the words of the admin (config.history_display) and narrows it
+the way an audit does: by distributor across its related rows, user, source, admin action, time,
+and a search by the numbers a clerk quotes (order, voucher, client reference).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import pghistory
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import connections, models
 from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from pghistory import core
@@ -72,13 +81,222 @@ def _contexts_with(**metadata) -> QuerySet:
     return Context.objects.filter(**{f"metadata__{key}": value for key, value in metadata.items()}).values("id")
 
 
+# --- Conditions on the rows an event is about --------------------------------------------
+#
+# "Everything about distributor D" and "the order numbered N" are questions about the business
+# rows, not about the events' JSON. Each becomes, for every event table, a condition on that
+# table's own indexed columns: its pgh_obj_id (the row it records) and its foreign keys (the rows
+# it pointed to), each matched against a subquery on the (small, indexed) business tables. The
+# conditions are added inside each branch of the events view (AuditEventsCompiler); an event table
+# with no way to the rows asked for gets FALSE and is skipped. Each is `column = ANY(ARRAY(subquery))`:
+# the array is computed once and every column's index serves it (a BitmapOr), where
+# `column IN (subquery)` ORed with others would be tested event by event over the whole table.
+
+RowsOf = Callable[[type[models.Model]], "QuerySet | None"]
+
+
+def _sql(queryset: QuerySet) -> str:
+    """The queryset as SQL with its values inlined, '%' escaped for the events query's own params."""
+    connection = connections[queryset.db]
+    connection.ensure_connection()  # values are quoted by the driver, on the open connection
+    sql, params = queryset.query.get_compiler(connection=connection).as_sql()
+    return connection.ops.compose_sql(sql, params).replace("%", "%%")
+
+
+def _conditions(rows_of: RowsOf, recorded_rows_of: RowsOf | None = None) -> dict[str, str]:
+    """By event model label: the SQL picking its events about the rows `rows_of` selects.
+
+    `rows_of(model)` is a queryset of the matching rows of `model` (a values("pk") queryset), or
+    None when rows of that model cannot match. An event matches when one of its foreign keys (as
+    they were when it was recorded) points to a matching row, or when the row it records matches
+    `recorded_rows_of` (by default `rows_of`).
+    """
+    recorded_rows_of = recorded_rows_of or rows_of
+    conditions = {}
+    for event_model in core.event_models():
+        parts = []
+        recorded = recorded_rows_of(event_model.pgh_tracked_model)
+        if recorded is not None and hasattr(event_model, "pgh_obj_id"):
+            parts.append(f"_event.pgh_obj_id = ANY(ARRAY({_sql(recorded)}))")
+        for field in event_model._meta.concrete_fields:
+            if not field.is_relation or field.name in ("pgh_obj", "pgh_context"):
+                continue
+            related = rows_of(field.related_model)
+            if related is not None:
+                parts.append(f'_event."{field.column}" = ANY(ARRAY({_sql(related)}))')
+        if parts:
+            conditions[event_model._meta.label] = " OR ".join(parts)
+    return conditions
+
+
+def _distributor_conditions(code: str) -> dict[str, str]:
+    """The distributor with this code, and the rows that belong to it by a foreign key, directly
+    (accounts, fund transactions, orders, batches) or through one of those (ledger entries, ERP
+    syncs, card secrets).
+
+    A row with a foreign key to the distributor is matched by that key as its event recorded it,
+    so its own events need no second condition on the row's present state.
+    """
+    from distributors.models import Distributor
+
+    def rows_of(model):
+        if model is Distributor:
+            return Distributor.objects.filter(code__iexact=code).values("pk")
+        for field in model._meta.concrete_fields:
+            if field.is_relation and field.related_model is Distributor:
+                return model._default_manager.filter(**{f"{field.name}__code__iexact": code}).values("pk")
+        return None
+
+    return _conditions(rows_of, lambda model: rows_of(model) if model is Distributor else None)
+
+
+def _searched_rows(term: str) -> RowsOf:
+    """The rows whose number is `term`: an order, a fund transaction, an ERP sync, a batch, a distributor.
+
+    Each condition is one its table has an index for (ERP syncs: unique on target and client
+    reference, hence the list of targets).
+    """
+    from distributors.models import Distributor, ErpSync, ErpTarget, FundTransaction
+    from orders.models import OrderBatch, RechargeOrder
+
+    searches = {
+        RechargeOrder: Q(client_reference=term) | Q(upstream_order_no=term),
+        FundTransaction: Q(voucher_no=term) | Q(external_reference=term),
+        ErpSync: Q(target__in=ErpTarget.values, client_reference=term),
+        OrderBatch: Q(batch_code=term),
+        Distributor: Q(code__iexact=term),
+    }
+
+    def rows_of(model):
+        condition = searches.get(model)
+        return model._default_manager.filter(condition).values("pk") if condition is not None else None
+
+    return rows_of
+
+
+class AuditEventsCompiler(EventsQueryCompiler):
+    """pghistory's events view, with the query's row conditions inside each event table's branch."""
+
+    def _get_where_clause(self, event_model):
+        where = super()._get_where_clause(event_model)
+        conditions = [where.removeprefix("WHERE ")] if where else []
+        for by_model in getattr(self.query, "row_conditions", ()):
+            conditions.append(by_model.get(event_model._meta.label, "FALSE"))
+        return "WHERE " + " AND ".join(f"({condition})" for condition in conditions) if conditions else ""
+
+
+class AuditEventsQuery(EventsQuery):
+    def get_compiler(self, *args, **kwargs):
+        compiler = super().get_compiler(*args, **kwargs)
+        compiler.__class__ = AuditEventsCompiler
+        return compiler
+
+
+def _about_rows(queryset: QuerySet, conditions: dict[str, str]) -> QuerySet:
+    """`queryset` narrowed to the events that meet `conditions` (see _conditions)."""
+    narrowed = queryset._chain()
+    if not isinstance(narrowed.query, AuditEventsQuery):
+        narrowed.query.__class__ = AuditEventsQuery
+    # Queries are copied attribute by attribute: a new list, so the original keeps its own.
+    narrowed.query.row_conditions = [*getattr(narrowed.query, "row_conditions", ()), conditions]
+    return narrowed
+
+
 # --- Filters, in the auditor's words ---------------------------------------------------------
 
 
-class TimeFilter(admin.DateFieldListFilter):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+class InputFilterMixin:
+    """A filter typed into a small GET form, which keeps the list's other filters and search."""
+
+    template = "admin/backoffice/input_filter.html"
+
+    def inputs(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def kept_parameters(self, changelist) -> list[tuple[str, str]]:
+        own = set(self.expected_parameters())
+        return [(name, value) for name, values in changelist.filter_params.items() if name not in own
+                for value in values]
+
+
+class DistributorFilter(InputFilterMixin, admin.SimpleListFilter):
+    """A distributor's rows and the rows that hang off them: accounts, ledger entries, fund
+    transactions and their ERP syncs, orders, batches and card secrets."""
+
+    title = gettext_lazy("distributor")
+    parameter_name = "distributor"
+
+    def lookups(self, request, model_admin):
+        return []
+
+    def has_output(self):
+        return True
+
+    def inputs(self):
+        return [{"name": self.parameter_name, "type": "text", "label": _("distributor code"),
+                 "value": self.value() or ""}]
+
+    def choices(self, changelist):
+        self.kept = self.kept_parameters(changelist)
+        yield {"selected": self.value() is None, "display": _("All"),
+               "query_string": changelist.get_query_string(remove=[self.parameter_name])}
+
+    def queryset(self, request, queryset):
+        code = (self.value() or "").strip()
+        return _about_rows(queryset, _distributor_conditions(code)) if code else queryset
+
+
+class TimeFilter(InputFilterMixin, admin.DateFieldListFilter):
+    """Django's date links (today, past 7 days...), and a range of days typed in, both ends included,
+    in TIME_ZONE. Served by the (pgh_created_at, pgh_id) index of each event table."""
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        self.lookup_kwarg_from = f"{field_path}__from"
+        self.lookup_kwarg_to = f"{field_path}__to"
+        self.day_from = self._day(params.get(self.lookup_kwarg_from))
+        self.day_to = self._day(params.get(self.lookup_kwarg_to))
+        super().__init__(field, request, params, model, model_admin, field_path)
         self.title = _("time")
+
+    @staticmethod
+    def _day(values) -> date | None:
+        try:
+            return parse_date(values[-1]) if values else None
+        except ValueError:
+            return None
+
+    def expected_parameters(self):
+        return [*super().expected_parameters(), self.lookup_kwarg_from, self.lookup_kwarg_to]
+
+    def inputs(self):
+        return [
+            {"name": self.lookup_kwarg_from, "type": "date", "label": _("from"),
+             "value": self.day_from.isoformat() if self.day_from else ""},
+            {"name": self.lookup_kwarg_to, "type": "date", "label": _("to"),
+             "value": self.day_to.isoformat() if self.day_to else ""},
+        ]
+
+    def choices(self, changelist):
+        self.kept = self.kept_parameters(changelist)
+        yield from super().choices(changelist)
+
+    def queryset(self, request, queryset):
+        typed = {self.lookup_kwarg_from, self.lookup_kwarg_to}
+        links = {name: value for name, value in self.used_parameters.items() if name not in typed}
+        try:
+            if links:
+                queryset = queryset.filter(**{name: value[-1] for name, value in links.items()})
+        except ValidationError as err:  # a link edited by hand: the admin's "invalid filter" page
+            raise IncorrectLookupParameters(err) from err
+        if self.day_from:
+            queryset = queryset.filter(**{f"{self.field_path}__gte": _local_midnight(self.day_from)})
+        if self.day_to:
+            queryset = queryset.filter(**{f"{self.field_path}__lt": _local_midnight(self.day_to + timedelta(days=1))})
+        return queryset
+
+
+def _local_midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 class ContextUserFilter(admin.SimpleListFilter):
@@ -177,7 +395,7 @@ def _record_name(model_pk: str) -> str:
 # full events, diffs included, for those keys only.
 
 
-class _KeysCompiler(EventsQueryCompiler):
+class _KeysCompiler(AuditEventsCompiler):
     """The Events view with the same columns, without the JSON images, the diff or any sort."""
 
     def _get_select(self, event_model):
@@ -202,7 +420,7 @@ class _KeysCompiler(EventsQueryCompiler):
         """
 
 
-class _KeysQuery(EventsQuery):
+class _KeysQuery(AuditEventsQuery):
     def get_compiler(self, *args, **kwargs):
         compiler = super().get_compiler(*args, **kwargs)
         compiler.__class__ = _KeysCompiler
@@ -236,7 +454,7 @@ class AuditLogPaginator(LargeTablePaginator):
 
     def estimate_tables(self, queryset):
         query = queryset.query
-        if query.has_filters() or query.tracks or query.references:
+        if query.has_filters() or query.tracks or query.references or getattr(query, "row_conditions", None):
             return []
         return [event_model._meta.db_table for event_model in _event_models(query)]
 
@@ -297,15 +515,27 @@ class AuditLogAdmin(LargeTableAdminMixin, EventsAdmin):
     # would sort every event.
     ordering = ["-pgh_created_at", "-pgh_id"]
     sortable_by = []
+    # Searched by get_search_results below; a search field is needed for the admin to show the box.
+    search_fields = ["pgh_obj_id"]
+    search_help_text = gettext_lazy(
+        "An order number or upstream order number, a voucher number or external reference, an ERP "
+        "client reference, a batch code or a distributor code: that record's history and its related rows'."
+    )
     list_display = ["when", "record", "record_id", "event", "who", "source", "what", "changes"]
     detail_fields = ["when", "record", "record_id", "event", "who", "source", "what", "address", "changes",
                      "data"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        queryset.query.__class__ = AuditEventsQuery
+        return queryset
 
     def get_changelist(self, request, **kwargs):
         return AuditLogChangeList
 
     def get_list_filter(self, request):
         filters = [
+            DistributorFilter,
             RecordTypeFilter,
             EventKindFilter,
             ("pgh_created_at", TimeFilter),
@@ -321,6 +551,12 @@ class AuditLogAdmin(LargeTableAdminMixin, EventsAdmin):
 
     def get_list_display(self, request):
         return self.list_display
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return _about_rows(queryset, _conditions(_searched_rows(term))), False
 
     def get_fields(self, request, obj=None):
         return self.detail_fields

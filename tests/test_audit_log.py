@@ -3,7 +3,7 @@
 The story: a clerk records a recharge for distributor A and places an order with a gift card for it;
 a supervisor approves the recharge from the fund transaction list, which changes its amount, status
 and decision time and queues its ERP sync. Distributor B has rows of its own. The auditor then
-reads the log.
+reads, filters and searches the log.
 """
 
 from __future__ import annotations
@@ -13,17 +13,22 @@ from decimal import Decimal
 
 import pghistory
 import pytest
+from django.apps import apps
 from django.contrib.admin.utils import quote
 from django.urls import reverse
+from django.utils import timezone
 from pghistory.models import Events
 
 from config.roles import AUDITOR, FINANCE_CLERK, FINANCE_SUPERVISOR
 from distributors.models import (
+    Account,
+    Distributor,
     ErpSync,
     ErpTarget,
     FundTransaction,
     FundTransactionStatus,
     FundTransactionType,
+    LedgerEntry,
 )
 from orders.models import CardSecret, OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
 from orders.pins import encrypt_pin, masked_card_number
@@ -103,13 +108,27 @@ def page_of(client, headers=None, **params) -> str:
     return response.content.decode()
 
 
+def listed(client, **params) -> list:
+    response = client.get(reverse(AUDIT_LOG), params)
+    assert response.status_code == 200
+    return list(response.context["cl"].result_list)
+
+
+def distributor_of(event) -> Distributor:
+    """The distributor the recorded row belongs to, followed through its foreign keys."""
+    row = apps.get_model(event.pgh_obj_model)._default_manager.get(pk=event.pgh_obj_id)
+    for step in ("account", "fund_transaction", "order"):
+        row = getattr(row, step, row)
+    return row if isinstance(row, Distributor) else row.distributor
+
+
 # --- in the auditor's language --------------------------------------------------------------------
 
 
 def test_the_log_speaks_chinese_with_labels_money_and_local_times(client, story):
     sign_in(client, story["auditor"])
 
-    page = page_of(client)
+    page = page_of(client, q=story["a"]["recharge"].voucher_no)
 
     for header in ("时间", "记录类型", "记录编号", "事件", "用户", "来源", "操作", "变更"):
         assert f"<span>{header}</span>" in page, header
@@ -125,7 +144,7 @@ def test_the_log_speaks_chinese_with_labels_money_and_local_times(client, story)
     assert "audit-supervisor" in page
     assert "pending_approval" not in page and '"status"' not in page
     # The order and its card: a form sent from the order's add page, a background job.
-    order_page = page_of(client)
+    order_page = page_of(client, q=story["a"]["order"].client_reference)
     assert "在新增页面添加" in order_page
     assert "后台任务" in order_page and "订单提交" in order_page
     assert "收取价格: 98.50" in order_page  # an insert shows what the row was created with
@@ -134,7 +153,7 @@ def test_the_log_speaks_chinese_with_labels_money_and_local_times(client, story)
 def test_the_log_speaks_english_on_request(client, story):
     sign_in(client, story["auditor"])
 
-    page = page_of(client, headers={"accept-language": "en"})
+    page = page_of(client, headers={"accept-language": "en"}, q=story["a"]["recharge"].voucher_no)
 
     assert "<span>Record type</span>" in page and "<span>Changes</span>" in page
     assert "status: Draft → Approved" in page
@@ -147,7 +166,7 @@ def test_a_card_shows_its_number_masked_and_never_its_pin(client, story):
     card = story["a"]["card"]
     event = Events.objects.filter(pgh_obj_model="orders.CardSecret", pgh_obj_id=str(card.pk)).get()
 
-    listing = page_of(client)
+    listing = page_of(client, q=story["a"]["order"].client_reference)
     entry = client.get(reverse("admin:pghistory_events_change", args=[quote(event.pk)])).content.decode()
 
     for page in (listing, entry):
@@ -181,6 +200,102 @@ def test_the_auditor_menu_and_title_name_the_audit_log(client, story):
     assert "<h1>审计日志</h1>" in listing
 
 
+# --- filters and search ---------------------------------------------------------------------------
+
+
+def test_the_distributor_filter_lists_its_rows_and_the_rows_hanging_off_them(client, story):
+    sign_in(client, story["auditor"])
+    a = story["a"]["distributor"]
+
+    events = listed(client, distributor="aud-a")  # the code, in any case
+
+    assert {distributor_of(event) for event in events} == {a}
+    assert {event.pgh_obj_model for event in events} == {
+        "distributors.Distributor", "distributors.Account", "distributors.LedgerEntry",
+        "distributors.FundTransaction", "distributors.ErpSync", "orders.RechargeOrder", "orders.CardSecret",
+    }
+    expected = (Events.objects.filter(pgh_obj_model="distributors.Distributor", pgh_obj_id=str(a.pk)).count()
+                + sum(Events.objects.tracks(*rows).count() for rows in (
+                    list(Account.objects.filter(distributor=a)),
+                    list(LedgerEntry.objects.filter(account__distributor=a)),
+                    [story["a"]["recharge"]], [story["a"]["sync"]], [story["a"]["order"]], [story["a"]["card"]])))
+    assert len(events) == expected
+
+
+def test_filters_by_user_source_action_and_record_type_narrow_the_list(client, story):
+    sign_in(client, story["auditor"])
+    supervisor, clerk = story["supervisor"], story["clerk"]
+
+    by_supervisor = listed(client, user=supervisor.pk)
+    imported = listed(client, source="import")
+    approvals = listed(client, admin_action="approve")
+    erp_syncs = listed(client, event_model="distributors.erpsyncevent")
+    clerk_on_a = listed(client, user=clerk.pk, distributor="AUD-A")
+
+    assert len(by_supervisor) == 4  # per distributor: the approval, its ERP sync
+    assert {event.pgh_context["user"] for event in by_supervisor} == {supervisor.pk}
+    assert [event.pgh_obj_model for event in imported] == ["distributors.FundTransaction"] * 2
+    assert {(event.pgh_obj_model, event.pgh_label) for event in approvals} == {
+        ("distributors.FundTransaction", "update"), ("distributors.ErpSync", "insert")}
+    assert len(erp_syncs) == 2
+    assert {distributor_of(event) for event in clerk_on_a} == {story["a"]["distributor"]}
+    assert {event.pgh_context["user"] for event in clerk_on_a} == {clerk.pk}
+
+
+def test_the_time_filter_takes_whole_local_days(client, story):
+    sign_in(client, story["auditor"])
+    today = timezone.localdate()
+    everything = listed(client)
+
+    assert listed(client, pgh_created_at__from=today.isoformat(), pgh_created_at__to=today.isoformat()) == everything
+    assert listed(client, pgh_created_at__to=today.isoformat()) == everything  # the last day is included
+    assert listed(client, pgh_created_at__from=(today + datetime.timedelta(days=1)).isoformat()) == []
+    assert listed(client, pgh_created_at__to=(today - datetime.timedelta(days=1)).isoformat()) == []
+
+
+def test_the_time_filter_form_keeps_the_other_filters(client, story):
+    sign_in(client, story["auditor"])
+
+    page = page_of(client, source="web", q="AUD-A")
+
+    assert 'type="date" name="pgh_created_at__from"' in page
+    assert '<input type="hidden" name="source" value="web">' in page
+    assert '<input type="hidden" name="q" value="AUD-A">' in page
+
+
+def test_search_by_order_number_finds_the_order_and_its_cards(client, story):
+    sign_in(client, story["auditor"])
+    order = story["a"]["order"]
+
+    events = listed(client, q=order.client_reference)
+
+    assert {(event.pgh_obj_model, event.pgh_obj_id) for event in events} == {
+        ("orders.RechargeOrder", str(order.pk)), ("orders.CardSecret", str(story["a"]["card"].pk))}
+
+
+def test_search_by_voucher_or_client_reference_finds_the_transaction_and_its_syncs(client, story):
+    sign_in(client, story["auditor"])
+    recharge, sync = story["a"]["recharge"], story["a"]["sync"]
+
+    by_voucher = listed(client, q=recharge.voucher_no)
+    by_reference = listed(client, q=sync.client_reference)
+    nothing = listed(client, q="no-such-number")
+
+    assert {(e.pgh_obj_model, e.pgh_label) for e in by_voucher} == {
+        ("distributors.FundTransaction", "insert"), ("distributors.FundTransaction", "update"),
+        ("distributors.ErpSync", "insert")}
+    assert {e.pgh_obj_id for e in by_voucher if e.pgh_obj_model == "distributors.FundTransaction"} == {str(recharge.pk)}
+    assert [(e.pgh_obj_model, e.pgh_obj_id) for e in by_reference] == [("distributors.ErpSync", str(sync.pk))]
+    assert nothing == []
+
+
+def test_a_search_term_with_sql_or_percent_signs_finds_nothing_and_breaks_nothing(client, story):
+    sign_in(client, story["auditor"])
+
+    assert listed(client, q="50% off") == []
+    assert listed(client, q="x' OR '1'='1") == []
+
+
 # --- read-only, and cheap -------------------------------------------------------------------------
 
 
@@ -205,7 +320,7 @@ def test_a_page_of_many_events_takes_a_bounded_number_of_queries(client, story, 
     with django_assert_max_num_queries(11):
         response = client.get(reverse(AUDIT_LOG))
     with django_assert_max_num_queries(13):
-        filtered = client.get(reverse(AUDIT_LOG), {"user": clerk.pk, "source": "web"})
+        filtered = client.get(reverse(AUDIT_LOG), {"distributor": "AUD-A", "q": "AUD-A", "source": "web"})
 
     assert len(response.context["cl"].result_list) == 100
     assert filtered.status_code == 200
