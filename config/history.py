@@ -486,10 +486,16 @@ class AuditLogPaginator(LargeTablePaginator):
 
 
 def _attach_usernames(events) -> None:
+    """Each event's user, and the names of the users its data points to (created by, decided by...),
+    read in one query for the page."""
     user_ids = {(event.pgh_context or {}).get("user") for event in events} - {None}
+    for event in events:
+        user_ids |= shown.user_ids(event.pgh_obj_model, event.pgh_data)
+        user_ids |= shown.user_ids(event.pgh_obj_model, event.pgh_diff, diff=True)
     names = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}
     for event in events:
         event.username = names.get((event.pgh_context or {}).get("user"))
+        event.usernames = names
 
 
 class AuditLogChangeList(ResultUrlChangeListMixin, EventsChangeList):
@@ -602,10 +608,8 @@ class AuditLogAdmin(LargeTableAdminMixin, EventsAdmin):
         user_id = (event.pgh_context or {}).get("user")
         if user_id is None:
             return shown.EMPTY
-        if not hasattr(event, "username"):  # the detail page: one event, one query
-            _attach_usernames([event])
         # Names are read once per page (AuditLogPaginator.events); a deleted user shows as its id.
-        return event.username or str(user_id)
+        return _usernames(event)[0] or str(user_id)
 
     @admin.display(description=gettext_lazy("source"))
     def source(self, event) -> str:
@@ -621,11 +625,19 @@ class AuditLogAdmin(LargeTableAdminMixin, EventsAdmin):
 
     @admin.display(description=gettext_lazy("changes"))
     def changes(self, event) -> str:
+        users = _usernames(event)[1]
         if event.pgh_diff:
-            return shown.as_lines(shown.changes(event.pgh_obj_model, event.pgh_diff))
+            return shown.as_lines(shown.changes(event.pgh_obj_model, event.pgh_diff, users))
         # A new row (or an insert-only one, such as a ledger entry): what it was created with.
-        return shown.as_lines(shown.values(event.pgh_obj_model, event.pgh_data, skip_empty=True))
+        return shown.as_lines(shown.values(event.pgh_obj_model, event.pgh_data, users, skip_empty=True))
 
     @admin.display(description=gettext_lazy("record as saved"))
     def data(self, event) -> str:
-        return shown.as_lines(shown.values(event.pgh_obj_model, event.pgh_data))
+        return shown.as_lines(shown.values(event.pgh_obj_model, event.pgh_data, _usernames(event)[1]))
+
+
+def _usernames(event) -> tuple[str | None, dict]:
+    """The event's user's name and the names of the users its data points to."""
+    if not hasattr(event, "usernames"):  # the entry page: one event, one query
+        _attach_usernames([event])
+    return event.username, event.usernames

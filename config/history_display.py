@@ -21,6 +21,7 @@ from typing import Any
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.utils import model_format_dict
+from django.contrib.auth import get_user_model
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.urls import NoReverseMatch, Resolver404, resolve, reverse
@@ -130,8 +131,15 @@ def _date_text(value: Any) -> str:
         return _as_text(value)
 
 
+def _user(value: Any) -> str:
+    """A foreign key to a user: shown by the name read for the page (see `_text`), else its id."""
+    return _as_text(value)
+
+
 def _formatter(obj_model: str, column: str, field: models.Field) -> Formatter:
     """How the admin shows this field's stored value, in the active language."""
+    if field.is_relation and field.related_model is get_user_model():
+        return _user
     if isinstance(field, models.BinaryField):
         hidden = _("(encrypted, not shown)")  # card PINs: only the recorded reveal decrypts them
         return lambda value: hidden
@@ -185,23 +193,39 @@ def _ordered(obj_model: str, values: dict) -> Iterator[tuple[str, Formatter, boo
         yield column, _as_text, False, values[column]
 
 
-def _text(formatter: Formatter, value: Any) -> str:
-    return EMPTY if value is None or value == "" else formatter(value)
+def _text(formatter: Formatter, value: Any, users: dict) -> str:
+    if value is None or value == "":
+        return EMPTY
+    if formatter is _user:
+        return users.get(value) or _as_text(value)
+    return formatter(value)
 
 
-def changes(obj_model: str, diff: dict | None) -> list[str]:
-    """An update's diff as lines "field: before → after", in the model's field order."""
+def user_ids(obj_model: str, values: dict | None, *, diff: bool = False) -> set:
+    """The users an event's data (or diff) points to, to read their names with the page's others."""
+    ids = set()
+    for column, (_name, formatter, _is_key) in _columns(obj_model, get_language()).items():
+        if formatter is _user and values and column in values:
+            ids.update(values[column] if diff else [values[column]])
+    return ids - {None}
+
+
+def changes(obj_model: str, diff: dict | None, users: dict | None = None) -> list[str]:
+    """An update's diff as lines "field: before → after", in the model's field order; `users`
+    names the users its foreign keys point to."""
+    users = users or {}
     return [
-        f"{name}: {_text(formatter, before)} → {_text(formatter, after)}"
+        f"{name}: {_text(formatter, before, users)} → {_text(formatter, after, users)}"
         for name, formatter, _is_key, (before, after) in _ordered(obj_model, diff or {})
     ]
 
 
-def values(obj_model: str, data: dict | None, *, skip_empty: bool = False) -> list[str]:
+def values(obj_model: str, data: dict | None, users: dict | None = None, *, skip_empty: bool = False) -> list[str]:
     """A row's data as lines "field: value", in the model's field order; `skip_empty` leaves out
     empty fields and the key (shown in a column of its own)."""
+    users = users or {}
     return [
-        f"{name}: {_text(formatter, value)}"
+        f"{name}: {_text(formatter, value, users)}"
         for name, formatter, is_key, value in _ordered(obj_model, data or {})
         if not (skip_empty and (value is None or value == "" or is_key))
     ]

@@ -138,6 +138,7 @@ def test_the_log_speaks_chinese_with_labels_money_and_local_times(client, story)
     assert "状态: 草稿 → 已批准" in page
     assert "金额: 1234.50 → 1300.00" in page
     assert "审批时间: - → 2026-01-01 08:00:30" in page
+    assert "审批人: - → audit-supervisor" in page and "创建人: audit-clerk" in page  # users by name
     assert "批准所选流水（涉及资金变动）" in page  # the admin action by its label, not "approve"
     assert "网页 / 后台" in page and "导入 #41" in page
     assert "资金流水" in page and "新建" in page and "修改" in page
