@@ -277,8 +277,11 @@ def action_label(site: admin.AdminSite, name: str, path: str | None = None) -> s
 
 
 def action_choices(site: admin.AdminSite) -> list[tuple[str, str]]:
+    """The actions of the lists of tracked models: the only ones whose changes the log holds."""
     _by_path, by_name = _actions(site)
-    return sorted(((name, action_label(site, name)) for name in by_name), key=lambda choice: choice[1])
+    names = [name for name, entries in by_name.items()
+             if any(getattr(opts.model, "pgh_event_models", None) for _description, opts in entries)]
+    return sorted(((name, action_label(site, name)) for name in names), key=lambda choice: choice[1])
 
 
 PAGE_KINDS = {

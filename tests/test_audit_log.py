@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pghistory.models import Events
 
+from config.history import ContextActionFilter
 from config.roles import AUDITOR, FINANCE_CLERK, FINANCE_SUPERVISOR
 from distributors.models import (
     Account,
@@ -241,6 +242,18 @@ def test_filters_by_user_source_action_and_record_type_narrow_the_list(client, s
     assert len(erp_syncs) == 2
     assert {distributor_of(event) for event in clerk_on_a} == {story["a"]["distributor"]}
     assert {event.pgh_context["user"] for event in clerk_on_a} == {clerk.pk}
+
+
+def test_the_action_filter_lists_the_actions_of_tracked_lists_by_their_labels(client, story):
+    sign_in(client, story["auditor"])
+
+    response = client.get(reverse(AUDIT_LOG))
+    [actions] = [spec for spec in response.context["cl"].filter_specs if isinstance(spec, ContextActionFilter)]
+    choices = dict(actions.lookup_choices)
+
+    assert choices["approve"] == "批准所选流水（涉及资金变动）"
+    assert choices["place"] == "提交所选订单（预扣价款） / 提交所选批次（预扣每一项的价款）"  # two lists, one name
+    assert "cleanup_expired_attempts" not in choices and "abort" not in choices  # axes, procrastinate
 
 
 def test_the_time_filter_takes_whole_local_days(client, story):
