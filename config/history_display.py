@@ -212,12 +212,15 @@ def user_ids(obj_model: str, values: dict | None, *, diff: bool = False) -> set:
 
 def changes(obj_model: str, diff: dict | None, users: dict | None = None) -> list[str]:
     """An update's diff as lines "field: before → after", in the model's field order; `users`
-    names the users its foreign keys point to."""
+    names the users its foreign keys point to. A change that does not show (a time moved by less
+    than a second, as an auto-updated one does) is left out."""
     users = users or {}
-    return [
-        f"{name}: {_text(formatter, before, users)} → {_text(formatter, after, users)}"
-        for name, formatter, _is_key, (before, after) in _ordered(obj_model, diff or {})
-    ]
+    lines = []
+    for name, formatter, _is_key, (before, after) in _ordered(obj_model, diff or {}):
+        before_text, after_text = _text(formatter, before, users), _text(formatter, after, users)
+        if before_text != after_text:
+            lines.append(f"{name}: {before_text} → {after_text}")
+    return lines
 
 
 def values(obj_model: str, data: dict | None, users: dict | None = None, *, skip_empty: bool = False) -> list[str]:
@@ -234,6 +237,8 @@ def values(obj_model: str, data: dict | None, users: dict | None = None, *, skip
 def as_lines(lines: list[str]) -> str:
     """Lines of text as HTML, one per line, each escaped."""
     # The standard library's escape: Django's (lazy-aware, marks each line safe) costs a third of a page.
+    if not lines:
+        return EMPTY
     return mark_safe("<br>".join(html.escape(line) for line in lines))  # noqa: S308 - every line is escaped
 
 

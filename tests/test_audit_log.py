@@ -16,9 +16,10 @@ import pytest
 from django.apps import apps
 from django.contrib.admin.utils import quote
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from pghistory.models import Events
 
+from config import history_display
 from config.history import ContextActionFilter
 from config.roles import AUDITOR, FINANCE_CLERK, FINANCE_SUPERVISOR
 from distributors.models import (
@@ -161,6 +162,15 @@ def test_the_log_speaks_english_on_request(client, story):
     assert "status: Draft → Approved" in page
     assert "amount: 1234.50 → 1300.00" in page
     assert "Approve selected transactions (moves money)" in page
+
+
+def test_a_change_that_does_not_show_is_left_out():
+    moved_within_a_second = ["2026-01-01T00:00:00.100000+00:00", "2026-01-01T00:00:00.900000+00:00"]
+
+    with translation.override("zh-hans"):
+        lines = history_display.changes("distributors.Account", {"balance": [0, 500], "updated_at": moved_within_a_second})
+
+    assert lines == ["余额: 0.00 → 500.00"]
 
 
 def test_a_card_shows_its_number_masked_and_never_its_pin(client, story):
