@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -308,9 +309,11 @@ class ContextUserFilter(admin.SimpleListFilter):
         return [(str(u.pk), u.get_username()) for u in User.objects.order_by("username")]
 
     def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(pgh_context_id__in=_contexts_with(user=int(self.value())))
-        return queryset
+        if not self.value():
+            return queryset
+        if not self.value().isdigit():
+            raise IncorrectLookupParameters(self.value())
+        return queryset.filter(pgh_context_id__in=_contexts_with(user=int(self.value())))
 
 
 class ContextSourceFilter(admin.SimpleListFilter):
@@ -583,8 +586,11 @@ class AuditLogAdmin(LargeTableAdminMixin, EventsAdmin):
             }.get(request.GET.get("method"), name)
         elif model:
             context["subtitle"] = model._meta.verbose_name_plural
-        if "back" in request.GET:
-            context["pgh_back"] = request.GET["back"]
+        back = request.GET.get("back")
+        # The "Back" link is whatever the URL says: only a page of this site (no javascript:, no elsewhere).
+        if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
+                                                    require_https=request.is_secure()):
+            context["pgh_back"] = back
         return admin.ModelAdmin.changelist_view(self, request, {**context, **(extra_context or {})})
 
     @admin.display(description=gettext_lazy("time"))

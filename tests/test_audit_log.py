@@ -318,6 +318,16 @@ def test_a_search_term_with_sql_or_percent_signs_finds_nothing_and_breaks_nothin
 
     assert listed(client, q="50% off") == []
     assert listed(client, q="x' OR '1'='1") == []
+    assert listed(client, distributor="x' OR '1'='1") == []
+
+
+def test_hand_edited_parameters_get_the_admins_invalid_filter_page_not_an_error(client, story):
+    sign_in(client, story["auditor"])
+
+    assert client.get(reverse(AUDIT_LOG), {"user": "1 OR 1=1"}).status_code == 302  # ?e=1
+    assert client.get(reverse(AUDIT_LOG), {"pgh_created_at__gte": "yesterday"}).status_code == 302
+    back_elsewhere = page_of(client, obj=f"orders.RechargeOrder:{story['a']['order'].pk}", back="javascript:alert(1)")
+    assert 'href="javascript:' not in back_elsewhere  # no "Back" link to it (the filters keep the parameter)
 
 
 # --- read-only, and cheap -------------------------------------------------------------------------
