@@ -157,13 +157,14 @@ def _searched_rows(term: str) -> RowsOf:
     Each condition is one its table has an index for (ERP syncs: unique on target and client
     reference, hence the list of targets).
     """
-    from distributors.models import Distributor, ErpSync, ErpTarget, FundTransaction
+    from distributors.models import Distributor, ErpSync, FundTransaction
     from orders.models import OrderBatch, RechargeOrder
+    from providers.models import ERP_PROVIDERS
 
     searches = {
         RechargeOrder: Q(client_reference=term) | Q(upstream_order_no=term),
         FundTransaction: Q(voucher_no=term) | Q(external_reference=term),
-        ErpSync: Q(target__in=ErpTarget.values, client_reference=term),
+        ErpSync: Q(target__in=ERP_PROVIDERS, client_reference=term),
         OrderBatch: Q(batch_code=term),
         Distributor: Q(code__iexact=term),
     }

@@ -26,14 +26,14 @@ from distributors.models import (
     Account,
     Distributor,
     ErpSync,
-    ErpTarget,
     FundTransaction,
     FundTransactionStatus,
     FundTransactionType,
     LedgerEntry,
 )
-from orders.models import CardSecret, OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
+from orders.models import CardSecret, OrderKind, OrderStatus, Product, RechargeOrder
 from orders.pins import encrypt_pin, masked_card_number
+from providers.models import Provider
 from tests.factories import fund, make_distributor, make_user, sign_in
 
 pytestmark = pytest.mark.django_db
@@ -69,7 +69,7 @@ def records_of(code: str, clerk, *, suffix: str) -> dict:
         )
     with pghistory.context(user=clerk.pk, source="web", url="/admin/orders/rechargeorder/add/"):
         product, _created = Product.objects.get_or_create(
-            provider=UpstreamProvider.BST17, code="AUDIT-1",
+            provider=Provider.BST17, code="AUDIT-1",
             defaults={"name": "话费卡 100", "kind": OrderKind.GIFT_CARD, "sale_price": Decimal("98.50")},
         )
         order = RechargeOrder.objects.create(
@@ -91,7 +91,7 @@ def approve(recharge, supervisor) -> ErpSync:
             status=FundTransactionStatus.APPROVED, amount=Decimal("1300"), decided_by=supervisor,
             decided_at=DECIDED_AT,
         )
-        return ErpSync.objects.create(fund_transaction=recharge, target=ErpTarget.BEST_GERP,
+        return ErpSync.objects.create(fund_transaction=recharge, target=Provider.BEST_GERP,
                                       client_reference=f"ERP-{recharge.voucher_no}")
 
 
