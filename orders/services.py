@@ -19,6 +19,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connections, router, transaction
+from django.db.models import CharField, Exists, OuterRef, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -821,13 +823,87 @@ def orders_recover_stale_submissions(*, now: datetime.datetime | None = None) ->
     return recovered
 
 
+# An order's query job has the queueing lock (and lock) QUERY_LOCK_PREFIX + its id: one waiting, one running.
+QUERY_LOCK_PREFIX = "orders.query_order:"
+
+
+def order_query_lock(order_id: int) -> str:
+    return f"{QUERY_LOCK_PREFIX}{order_id}"
+
+
 def orders_due_for_query(*, now: datetime.datetime | None = None, limit: int = 500) -> list[int]:
+    """ACCEPTED or UNKNOWN orders whose next query is due and that have no query job waiting, most overdue first.
+
+    An order whose job is waiting is left out (the job's queueing lock, looked up in procrastinate's
+    index of waiting locks), so a reconciliation that finds more than `limit` orders pages through
+    them by deferring each page's jobs and asking again.
+    """
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
     now = now or timezone.now()
-    return list(
-        RechargeOrder.objects.filter(
-            status__in=[OrderStatus.ACCEPTED, OrderStatus.UNKNOWN], next_query_at__lte=now
-        ).order_by("next_query_at").values_list("pk", flat=True)[:limit]
+    job_waiting = ProcrastinateJob.objects.filter(
+        status="todo", queueing_lock=Concat(Value(QUERY_LOCK_PREFIX), Cast(OuterRef("pk"), CharField())),
     )
+    return list(
+        RechargeOrder.objects.filter(status__in=[OrderStatus.ACCEPTED, OrderStatus.UNKNOWN], next_query_at__lte=now)
+        .exclude(Exists(job_waiting))
+        .order_by("next_query_at", "pk").values_list("pk", flat=True)[:limit]
+    )
+
+
+def orders_query_defer(*, order_ids: Sequence[int]) -> int:
+    """Defer one query job per order, skipping an order whose job is already waiting; how many were deferred.
+
+    Each job carries the order's queueing lock (at most one waiting job per order, whoever defers
+    it: reconciliation, a callback) and the same string as its lock (procrastinate starts no job
+    while another with its lock runs), so no order is queried by two jobs at once. All are deferred
+    in one statement; if another job took one of the locks meanwhile, procrastinate refuses the
+    whole statement, and they are deferred one by one instead.
+    """
+    from procrastinate.contrib.django import app
+    from procrastinate.exceptions import AlreadyEnqueued
+
+    from orders.tasks import query_order
+
+    def job(order_id: int):
+        lock = order_query_lock(order_id)
+        return query_order.configure(queueing_lock=lock, lock=lock).make_new_job(order_id=order_id)
+
+    if not order_ids:
+        return 0
+    try:
+        with transaction.atomic():  # a savepoint: the refused statement must not spoil the caller's transaction
+            app.job_manager.batch_defer_jobs(jobs=[job(order_id) for order_id in order_ids])
+        return len(order_ids)
+    except AlreadyEnqueued:
+        pass
+    deferred = 0
+    for order_id in order_ids:
+        try:
+            with transaction.atomic():
+                app.job_manager.defer_job(job=job(order_id))
+            deferred += 1
+        except AlreadyEnqueued:
+            pass
+    return deferred
+
+
+def orders_reconcile_defer(*, now: datetime.datetime | None = None, page: int = 1000) -> int:
+    """Defer a query job for every order due for a query that has none waiting; how many were deferred.
+
+    Only finds and defers: the queries themselves are the jobs', run by every worker. Each page is
+    committed as it is deferred (unless the caller holds a transaction), so workers start on the
+    first page while the next is being found.
+    """
+    deferred = 0
+    while due := orders_due_for_query(now=now, limit=page):
+        deferred_now = orders_query_defer(order_ids=due)
+        deferred += deferred_now
+        # A short page was the last; a page of orders whose jobs were all deferred elsewhere in
+        # the meantime (a concurrent run) means that run is paging through them too.
+        if len(due) < page or not deferred_now:
+            break
+    return deferred
 
 
 def _query_deadline_passed(order: RechargeOrder, now: datetime.datetime) -> bool:
@@ -838,21 +914,33 @@ def _query_deadline_passed(order: RechargeOrder, now: datetime.datetime) -> bool
     )
 
 
-def order_query(*, order_id: int, now: datetime.datetime | None = None) -> str:
-    """Ask the upstream about an ACCEPTED or UNKNOWN order; after N tries or T hours, a person decides."""
+def order_query(*, order_id: int, now: datetime.datetime | None = None, only_if_due: bool = False) -> str:
+    """Ask the upstream about an ACCEPTED or UNKNOWN order; after N tries or T hours, a person decides.
+
+    The order is claimed first, under its row lock: still pending (and, with `only_if_due`, as a
+    query job asks, still due), its attempt counted and its next query moved on, then the lock
+    is released before the upstream is called. A second job for the same order, run at the same
+    time or later, waits for the lock and then finds it not due: it asks nothing. Whatever the
+    answer, it is applied only to an order still pending (`_apply_result`), so an order settled
+    meanwhile by a callback is left as it is.
+    """
     now = now or timezone.now()
     pending = [OrderStatus.ACCEPTED, OrderStatus.UNKNOWN]
-    order = RechargeOrder.objects.select_related("product").get(pk=order_id)
-    if order.status not in pending:
-        return order.status
-    if _query_deadline_passed(order, now):
-        _apply(order_id, OrderStatus.MANUAL_REVIEW, from_statuses=pending,
-               reason=_("Still not final after %(count)d queries: a person must decide.") % {"count": order.query_attempts})
-        return OrderStatus.MANUAL_REVIEW
-    RechargeOrder.objects.filter(pk=order_id).update(
-        query_attempts=order.query_attempts + 1,
-        next_query_at=now + datetime.timedelta(seconds=settings.ORDER_QUERY_INTERVAL_SECONDS),
-    )
+    with transaction.atomic():
+        order = _locked_orders().select_related("product").get(pk=order_id)
+        if order.status not in pending:
+            return order.status
+        if only_if_due and (order.next_query_at is None or order.next_query_at > now):
+            return order.status
+        if _query_deadline_passed(order, now):
+            _apply_locked(order, OrderStatus.MANUAL_REVIEW, from_statuses=pending,
+                          reason=_("Still not final after %(count)d queries: a person must decide.")
+                          % {"count": order.query_attempts})
+            return OrderStatus.MANUAL_REVIEW
+        RechargeOrder.objects.filter(pk=order_id).update(
+            query_attempts=order.query_attempts + 1,
+            next_query_at=now + datetime.timedelta(seconds=settings.ORDER_QUERY_INTERVAL_SECONDS),
+        )
     client = _client(order)
     try:
         if order.provider == Provider.EXCHANGE:
@@ -954,8 +1042,6 @@ def bst17_callback_apply(*, req_stream_id: str, outcome: str, merchant_account: 
 
     Only an order of the merchant account whose key verified the callback.
     """
-    from orders.tasks import query_order
-
     order_id = RechargeOrder.objects.filter(
         provider=Provider.BST17, merchant_account=merchant_account, client_reference=req_stream_id
     ).values_list("pk", flat=True).first()
@@ -969,7 +1055,7 @@ def bst17_callback_apply(*, req_stream_id: str, outcome: str, merchant_account: 
             pk=order_id, status__in=[OrderStatus.ACCEPTED, OrderStatus.UNKNOWN]
         ).update(next_query_at=timezone.now())
         if moved:
-            query_order.defer(order_id=order_id)
+            orders_query_defer(order_ids=[order_id])  # none if one is waiting: it will find the order due
     return bool(moved)
 
 

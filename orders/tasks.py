@@ -40,28 +40,33 @@ def submit_batch_chunk(context: JobContext, batch_id: int, chunk_number: int, or
     return batch_submit_chunk(batch_id=batch_id, chunk_number=chunk_number, order_ids=order_ids)
 
 
+# Deferred by orders.services.orders_query_defer, with the order's queueing lock and lock.
 @app.task(queue="orders", pass_context=True, name="orders.query_order")
 @attributed
 def query_order(context: JobContext, order_id: int) -> str:
     from orders.services import order_query
 
-    return order_query(order_id=order_id)
+    # A job only queries an order still due when it runs: a duplicate, or one deferred before an
+    # earlier job's query, finds it claimed and asks nothing.
+    return order_query(order_id=order_id, only_if_due=True)
 
 
 @app.periodic(cron=settings.RECONCILE_CRON, periodic_id="reconcile_orders")
 @app.task(queue="orders", pass_context=True, name="orders.reconcile")
 @attributed
 def reconcile(context: JobContext, timestamp: int) -> int:
-    """Turn stale submissions into UNKNOWN, then query every order whose next query is due."""
-    from orders.services import order_query, orders_due_for_query, orders_recover_stale_submissions
+    """Turn stale submissions into UNKNOWN, then defer a query job for every order due for one.
+
+    The queries are not made here: each is a job of its own, so every worker takes part, and a
+    run that starts while the last one's jobs are still waiting defers none again.
+    """
+    from orders.services import orders_reconcile_defer, orders_recover_stale_submissions
 
     recovered = orders_recover_stale_submissions()
-    due = orders_due_for_query()
-    for order_id in due:
-        order_query(order_id=order_id)
-    if recovered or due:
-        logger.info("Reconciliation: %d stale submissions recovered, %d orders queried", recovered, len(due))
-    return len(due)
+    deferred = orders_reconcile_defer()
+    if recovered or deferred:
+        logger.info("Reconciliation: %d stale submissions recovered, %d order queries deferred", recovered, deferred)
+    return deferred
 
 
 @app.periodic(cron=settings.PRODUCT_SYNC_CRON, periodic_id="sync_bst17_products")
