@@ -1,0 +1,245 @@
+"""Reconciliation fans out: it only defers one query job per due order, and the workers query.
+
+Given orders left UNKNOWN (the platform carried them out, its answer was unreadable), when the
+periodic reconciliation runs it defers a job per order due for a query, never a second one for
+an order whose job is waiting, and queries nothing itself; the jobs, run by a worker, finish
+the orders through the sandbox. A job for an order settled meanwhile (by a callback, or by
+another job) asks the upstream nothing, so a duplicated job cannot apply an answer twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+from procrastinate.contrib.django import app
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+from distributors.models import Account, EntryKind, LedgerEntry
+from distributors.services import ledger_balance_check
+from orders.models import OrderStatus, RechargeOrder
+from orders.services import (
+    exchange_callback_apply,
+    order_create,
+    order_query,
+    orders_place,
+    orders_reconcile_defer,
+    orders_submit,
+)
+from orders.tasks import query_order, reconcile
+from providers.exchange.client import ORDER_STATUS_PROCESSING, ExchangeCallback
+from providers.models import ProviderCall
+from providers.results import Outcome
+from providers.sandbox.server import Fault
+
+# The worker takes jobs on its own connection: what the test writes must be committed.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def no_jobs_left_over():
+    # Django's flush between transactional tests skips procrastinate's unmanaged tables.
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_events; DELETE FROM procrastinate_periodic_defers; DELETE FROM procrastinate_jobs")
+
+
+@pytest.fixture
+def exchange(sandbox):
+    platform = sandbox.vendor("exchange")
+    platform.callback_delay = 0.0  # the platform finishes a charge at once...
+    platform.callback_retry_delays = ()  # ...and its one callback is lost (nothing listens for it)
+    return platform
+
+
+def unknown_orders(exchange, clerk, distributor, product, accounts: list[str]) -> list[int]:
+    """Orders the platform carried out but whose answers were unreadable: UNKNOWN, price held, due for a query."""
+    ids = [order_create(distributor=distributor, product=product, actor=clerk, target_account=account).pk
+           for account in accounts]
+    orders_place(ids=ids, actor=clerk)
+    exchange.server.add_fault(Fault(vendor="exchange", kind="malformed", operation="VIPCharge", times=len(ids)))
+    assert orders_submit(order_ids=ids) == dict.fromkeys(ids, OrderStatus.UNKNOWN)
+    references = set(RechargeOrder.objects.filter(pk__in=ids).values_list("client_reference", flat=True))
+    deadline = time.monotonic() + 10
+    while any(exchange.orders[reference]["status"] == ORDER_STATUS_PROCESSING for reference in references):
+        assert time.monotonic() < deadline, "the platform did not finish the charges"
+        time.sleep(0.05)
+    a_minute_later(ids)
+    return ids
+
+
+def a_minute_later(ids: list[int]) -> None:
+    RechargeOrder.objects.filter(pk__in=ids).update(next_query_at=timezone.now())
+
+
+def query_jobs() -> list[ProcrastinateJob]:
+    return list(ProcrastinateJob.objects.filter(task_name="orders.query_order").order_by("id"))
+
+
+def queries_sent() -> int:
+    return ProviderCall.objects.filter(operation="info").count()
+
+
+def run_worker() -> None:
+    with app.replace_connector(app.connector.get_worker_connector()) as worker_app:
+        worker_app.run_worker(queues=["orders"], wait=False, install_signal_handlers=False, listen_notify=False)
+
+
+def prepaid(distributor) -> Decimal:
+    return Account.objects.get(distributor=distributor, kind="prepaid").balance
+
+
+def statuses(ids: list[int]) -> list[str]:
+    return [RechargeOrder.objects.get(pk=pk).status for pk in ids]
+
+
+def test_reconciliation_defers_one_query_job_per_due_order_and_queries_nothing_itself(
+    exchange, clerk, distributor, direct_charge_product
+):
+    due = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000001", "13800000002"])
+    [not_yet_due] = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000003"])
+    RechargeOrder.objects.filter(pk=not_yet_due).update(next_query_at=timezone.now() + datetime.timedelta(minutes=1))
+
+    deferred = orders_reconcile_defer()
+
+    assert deferred == 2
+    jobs = query_jobs()
+    assert sorted(job.args["order_id"] for job in jobs) == due
+    assert all(job.status == "todo" and job.queueing_lock == job.lock == f"orders.query_order:{job.args['order_id']}"
+               for job in jobs)
+    assert queries_sent() == 0
+    assert statuses(due) == [OrderStatus.UNKNOWN, OrderStatus.UNKNOWN]
+
+
+def test_a_run_while_the_last_runs_jobs_wait_defers_none_again(exchange, clerk, distributor, direct_charge_product):
+    ids = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000001", "13800000002"])
+    orders_reconcile_defer()
+    [late] = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000003"])
+
+    again = orders_reconcile_defer()  # the next minute's run, before any worker took a job
+
+    assert again == 1
+    assert sorted(job.args["order_id"] for job in query_jobs()) == [*ids, late]
+
+
+def test_reconciliation_pages_through_more_due_orders_than_one_page(exchange, clerk, distributor,
+                                                                   direct_charge_product):
+    ids = unknown_orders(exchange, clerk, distributor, direct_charge_product, [f"1380000000{n}" for n in range(5)])
+
+    assert orders_reconcile_defer(page=2) == 5
+    assert sorted(job.args["order_id"] for job in query_jobs()) == ids
+
+
+def test_the_deferred_jobs_finish_the_orders_through_the_sandbox(exchange, clerk, distributor, direct_charge_product):
+    succeeded, failed = unknown_orders(exchange, clerk, distributor, direct_charge_product,
+                                       ["13800000001", "fail-13800000002"])
+    assert prepaid(distributor) == Decimal("956.00")  # both held while UNKNOWN
+    reconcile.defer(timestamp=int(time.time()))
+
+    run_worker()  # the reconciliation job, then the query jobs it deferred
+
+    assert statuses([succeeded, failed]) == [OrderStatus.SUCCEEDED, OrderStatus.FAILED]
+    assert queries_sent() == 2
+    assert {job.status for job in ProcrastinateJob.objects.filter(queue_name="orders")} == {"succeeded"}
+    assert prepaid(distributor) == Decimal("978.00")  # only the failed one's price released, once
+    assert LedgerEntry.objects.filter(kind=EntryKind.ORDER_RELEASE).count() == 1
+    assert ledger_balance_check(triggered_by="test").mismatches == []
+
+
+def test_an_order_finished_by_its_callback_after_its_job_was_deferred_is_not_queried(
+    exchange, clerk, distributor, direct_charge_product
+):
+    [order_id] = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000001"])
+    orders_reconcile_defer()
+    order = RechargeOrder.objects.get(pk=order_id)
+    callback = ExchangeCallback(
+        order_code="EX1", biz_code=order.client_reference, status=Outcome.SUCCEEDED, upstream_status="SUCCESS",
+        settlement_price=Decimal("9.50"), message="充值成功", merchant_account=order.merchant_account,
+        nonce="n-1", timestamp_ms=int(time.time() * 1000), raw={},
+    )
+    exchange_callback_apply(callback=callback, nonce="n-1")
+
+    run_worker()
+
+    assert statuses([order_id]) == [OrderStatus.SUCCEEDED]
+    assert queries_sent() == 0
+    assert [job.status for job in query_jobs()] == ["succeeded"]
+    assert orders_reconcile_defer() == 0  # and it is never due again
+
+
+def test_duplicated_jobs_for_one_order_query_it_once_and_release_its_price_once(
+    exchange, clerk, distributor, direct_charge_product
+):
+    [order_id] = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["fail-13800000001"])
+    for _ in range(3):  # deferred without the queueing lock, as a hostile or mistaken caller could
+        query_order.defer(order_id=order_id)
+
+    run_worker()
+
+    assert statuses([order_id]) == [OrderStatus.FAILED]
+    assert queries_sent() == 1
+    assert LedgerEntry.objects.filter(kind=EntryKind.ORDER_RELEASE).count() == 1
+    assert prepaid(distributor) == Decimal("1000.00")
+
+
+def test_duplicated_jobs_for_an_order_still_processing_upstream_query_it_once(
+    exchange, clerk, distributor, direct_charge_product
+):
+    exchange.callback_delay = 600  # the platform is still charging when the jobs ask
+    ids = [order_create(distributor=distributor, product=direct_charge_product, actor=clerk,
+                        target_account="13800000001").pk]
+    orders_place(ids=ids, actor=clerk)
+    exchange.server.add_fault(Fault(vendor="exchange", kind="malformed", operation="VIPCharge"))
+    orders_submit(order_ids=ids)
+    a_minute_later(ids)
+    for _ in range(3):
+        query_order.defer(order_id=ids[0])
+
+    run_worker()
+
+    assert statuses(ids) == [OrderStatus.ACCEPTED]  # the platform said "processing"
+    assert queries_sent() == 1
+    assert RechargeOrder.objects.get(pk=ids[0]).query_attempts == 1
+
+
+def test_two_jobs_for_one_order_at_the_same_moment_send_one_query(exchange, clerk, distributor,
+                                                                  direct_charge_product):
+    [order_id] = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000001"])
+    exchange.server.add_fault(Fault(vendor="exchange", kind="latency", operation="info", delay_ms=300))
+    results: list[str] = []
+
+    def job() -> None:
+        try:
+            results.append(order_query(order_id=order_id, only_if_due=True))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert queries_sent() == 1
+    assert sorted(results) == sorted([OrderStatus.SUCCEEDED, OrderStatus.UNKNOWN])  # the second found it claimed
+    assert statuses([order_id]) == [OrderStatus.SUCCEEDED]
+
+
+def test_an_order_the_query_cannot_settle_keeps_its_hold_and_waits_for_the_next_query(
+    exchange, clerk, distributor, direct_charge_product
+):
+    [order_id] = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000001"])
+    exchange.server.add_fault(Fault(vendor="exchange", kind="http_500", operation="info"))
+    orders_reconcile_defer()
+
+    run_worker()
+
+    order = RechargeOrder.objects.get(pk=order_id)
+    assert order.status == OrderStatus.UNKNOWN and order.query_attempts == 1
+    assert order.next_query_at > timezone.now()  # not due again until the next interval
+    assert prepaid(distributor) == Decimal("978.00")
+    assert orders_reconcile_defer() == 0
