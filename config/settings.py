@@ -267,6 +267,9 @@ PROCRASTINATE_WORKER_DEFAULTS = {
     "stalled_worker_timeout": JOB_STALLED_SECONDS,
 }
 PRODUCT_SYNC_CRON = env.str("PRODUCT_SYNC_CRON", default="0 * * * *")
+# Orders due for a query are queried by one job per this many consecutive order ids (each order is
+# still its own call): reconciliation defers the jobs, every worker runs them.
+ORDER_QUERY_GROUP_SIZE = env.int("ORDER_QUERY_GROUP_SIZE", default=25)
 
 # --- Card PINs -----------------------------------------------------------------------------
 # Fernet keys, newest first; older keys still decrypt so keys can be rotated.

@@ -19,7 +19,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connections, router, transaction
-from django.db.models import CharField, Exists, OuterRef, Value
+from django.db.models import CharField, Exists, F, OuterRef, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -823,73 +823,109 @@ def orders_recover_stale_submissions(*, now: datetime.datetime | None = None) ->
     return recovered
 
 
-# An order's query job has the queueing lock (and lock) QUERY_LOCK_PREFIX + its id: one waiting, one running.
-QUERY_LOCK_PREFIX = "orders.query_order:"
+# Orders still to be settled by a query (or a callback).
+PENDING_QUERY = [OrderStatus.ACCEPTED, OrderStatus.UNKNOWN]
+
+# Orders are queried in groups of ORDER_QUERY_GROUP_SIZE consecutive ids, by one job per group
+# (orders.query_orders), whose queueing lock and lock are QUERY_LOCK_PREFIX + the group's first id:
+# one job waiting per group and one running, whoever defers it (reconciliation, a callback).
+QUERY_LOCK_PREFIX = "orders.query_orders:"
 
 
-def order_query_lock(order_id: int) -> str:
-    return f"{QUERY_LOCK_PREFIX}{order_id}"
+def _query_group_of(order_id: int) -> tuple[int, int]:
+    """The first and last order id of the query group of an order."""
+    first = order_id - order_id % settings.ORDER_QUERY_GROUP_SIZE
+    return first, first + settings.ORDER_QUERY_GROUP_SIZE - 1
+
+
+def order_query_lock(first_order_id: int) -> str:
+    return f"{QUERY_LOCK_PREFIX}{first_order_id}"
 
 
 def orders_due_for_query(*, now: datetime.datetime | None = None, limit: int = 500) -> list[int]:
-    """ACCEPTED or UNKNOWN orders whose next query is due and that have no query job waiting, most overdue first.
+    """ACCEPTED or UNKNOWN orders whose next query is due and whose group has no query job waiting.
 
-    An order whose job is waiting is left out (the job's queueing lock, looked up in procrastinate's
-    index of waiting locks), so a reconciliation that finds more than `limit` orders pages through
-    them by deferring each page's jobs and asking again.
+    An order whose group's job is waiting is left out (the job's queueing lock, looked up in
+    procrastinate's index of waiting locks): that job will query it, as it queries whatever of its
+    group is due when it runs. So a reconciliation that finds more than `limit` orders pages
+    through them by deferring each page's jobs and asking again.
     """
     from procrastinate.contrib.django.models import ProcrastinateJob
 
     now = now or timezone.now()
+    size = settings.ORDER_QUERY_GROUP_SIZE
     job_waiting = ProcrastinateJob.objects.filter(
-        status="todo", queueing_lock=Concat(Value(QUERY_LOCK_PREFIX), Cast(OuterRef("pk"), CharField())),
+        status="todo", queueing_lock=Concat(Value(QUERY_LOCK_PREFIX), Cast(OuterRef("pk") / size * size, CharField())),
     )
     return list(
-        RechargeOrder.objects.filter(status__in=[OrderStatus.ACCEPTED, OrderStatus.UNKNOWN], next_query_at__lte=now)
-        .exclude(Exists(job_waiting))
-        .order_by("next_query_at", "pk").values_list("pk", flat=True)[:limit]
+        RechargeOrder.objects.filter(status__in=PENDING_QUERY, next_query_at__lte=now)
+        .exclude(Exists(job_waiting)).order_by("next_query_at", "pk")
+        .values_list("pk", flat=True)[:limit]
     )
 
 
 def orders_query_defer(*, order_ids: Sequence[int]) -> int:
-    """Defer one query job per order, skipping an order whose job is already waiting; how many were deferred.
+    """Defer the query job of the group of each of these orders, unless one is waiting; how many were deferred.
 
-    Each job carries the order's queueing lock (at most one waiting job per order, whoever defers
-    it: reconciliation, a callback) and the same string as its lock (procrastinate starts no job
-    while another with its lock runs), so no order is queried by two jobs at once. All are deferred
-    in one statement; if another job took one of the locks meanwhile, procrastinate refuses the
-    whole statement, and they are deferred one by one instead.
+    Each job carries its group's queueing lock (at most one job waiting per group) and the same
+    string as its lock (procrastinate starts no job while another with its lock runs), so no order
+    is queried by two jobs at once. All are deferred in one statement; if another caller took one
+    of the locks meanwhile, procrastinate refuses the whole statement, and they are deferred one
+    by one instead, each refusal meaning that group's job is already waiting.
     """
     from procrastinate.contrib.django import app
     from procrastinate.exceptions import AlreadyEnqueued
 
-    from orders.tasks import query_order
+    from orders.tasks import query_orders
 
-    def job(order_id: int):
-        lock = order_query_lock(order_id)
-        return query_order.configure(queueing_lock=lock, lock=lock).make_new_job(order_id=order_id)
+    def job(group: tuple[int, int]):
+        lock = order_query_lock(group[0])
+        return query_orders.configure(queueing_lock=lock, lock=lock).make_new_job(
+            first_order_id=group[0], last_order_id=group[1])
 
-    if not order_ids:
+    groups = sorted({_query_group_of(order_id) for order_id in order_ids})
+    if not groups:
         return 0
     try:
         with transaction.atomic():  # a savepoint: the refused statement must not spoil the caller's transaction
-            app.job_manager.batch_defer_jobs(jobs=[job(order_id) for order_id in order_ids])
-        return len(order_ids)
+            app.job_manager.batch_defer_jobs(jobs=[job(group) for group in groups])
+        return len(groups)
     except AlreadyEnqueued:
         pass
     deferred = 0
-    for order_id in order_ids:
+    for group in groups:
         try:
             with transaction.atomic():
-                app.job_manager.defer_job(job=job(order_id))
+                app.job_manager.defer_job(job=job(group))
             deferred += 1
         except AlreadyEnqueued:
             pass
     return deferred
 
 
+def orders_query_group(*, first_order_id: int, last_order_id: int) -> dict[int, str]:
+    """Query every order of one group that is due (the group's job); each claimed order's status afterwards.
+
+    The group is claimed in one transaction (`_claim_for_query`), then each order is still its own
+    query, asked and applied as `order_query` does; the group shares the job, the claim and the
+    upstream clients (their sessions and keys).
+    """
+    now = timezone.now()
+    to_ask, statuses = _claim_for_query(
+        {"pk__range": (first_order_id, last_order_id), "status__in": PENDING_QUERY, "next_query_at__lte": now},
+        now=now, only_if_due=True,
+    )
+    clients: dict[tuple[str, str], ExchangeClient | Bst17Client] = {}
+    for order in to_ask:
+        client = clients.get((order.provider, order.merchant_account))
+        if client is None:
+            client = clients[(order.provider, order.merchant_account)] = _client(order)
+        statuses[order.pk] = _ask_and_apply(order, client, now)
+    return statuses
+
+
 def orders_reconcile_defer(*, now: datetime.datetime | None = None, page: int = 1000) -> int:
-    """Defer a query job for every order due for a query that has none waiting; how many were deferred.
+    """Defer a query job for every group with orders due for a query and no job waiting; how many were deferred.
 
     Only finds and defers: the queries themselves are the jobs', run by every worker. Each page is
     committed as it is deferred (unless the caller holds a transaction), so workers start on the
@@ -917,31 +953,59 @@ def _query_deadline_passed(order: RechargeOrder, now: datetime.datetime) -> bool
 def order_query(*, order_id: int, now: datetime.datetime | None = None, only_if_due: bool = False) -> str:
     """Ask the upstream about an ACCEPTED or UNKNOWN order; after N tries or T hours, a person decides.
 
-    The order is claimed first, under its row lock: still pending (and, with `only_if_due`, as a
-    query job asks, still due), its attempt counted and its next query moved on, then the lock
-    is released before the upstream is called. A second job for the same order, run at the same
-    time or later, waits for the lock and then finds it not due: it asks nothing. Whatever the
-    answer, it is applied only to an order still pending (`_apply_result`), so an order settled
-    meanwhile by a callback is left as it is.
+    The order is claimed first (`_claim_for_query`), with `only_if_due` (as a query job asks) only
+    if its next query is due; then the upstream is asked, with no lock held, and its answer applied.
     """
     now = now or timezone.now()
-    pending = [OrderStatus.ACCEPTED, OrderStatus.UNKNOWN]
+    to_ask, statuses = _claim_for_query({"pk": order_id}, now=now, only_if_due=only_if_due)
+    if not to_ask:
+        if order_id not in statuses:
+            raise RechargeOrder.DoesNotExist(order_id)
+        return statuses[order_id]
+    return _ask_and_apply(to_ask[0], _client(to_ask[0]), now)
+
+
+def _claim_for_query(
+    lookup: dict, *, now: datetime.datetime, only_if_due: bool
+) -> tuple[list[RechargeOrder], dict[int, str]]:
+    """Claim the orders matching `lookup` that are to be asked about: (those orders, the others' statuses).
+
+    Under the orders' row locks, in one transaction: an order still pending (and, with
+    `only_if_due`, still due) has its attempt counted and its next query moved on, or goes to a
+    person once its queries are used up; then the locks are released, before any upstream is
+    called. A second job for the same orders, run at the same time or later, waits for the locks
+    and then finds them not due: it asks nothing.
+    """
+    to_ask: list[RechargeOrder] = []
+    statuses: dict[int, str] = {}
     with transaction.atomic():
-        order = _locked_orders().select_related("product").get(pk=order_id)
-        if order.status not in pending:
-            return order.status
-        if only_if_due and (order.next_query_at is None or order.next_query_at > now):
-            return order.status
-        if _query_deadline_passed(order, now):
-            _apply_locked(order, OrderStatus.MANUAL_REVIEW, from_statuses=pending,
-                          reason=_("Still not final after %(count)d queries: a person must decide.")
-                          % {"count": order.query_attempts})
-            return OrderStatus.MANUAL_REVIEW
-        RechargeOrder.objects.filter(pk=order_id).update(
-            query_attempts=order.query_attempts + 1,
-            next_query_at=now + datetime.timedelta(seconds=settings.ORDER_QUERY_INTERVAL_SECONDS),
-        )
-    client = _client(order)
+        for order in _locked_orders().select_related("product").filter(**lookup).order_by("pk"):
+            if order.status not in PENDING_QUERY or (
+                only_if_due and (order.next_query_at is None or order.next_query_at > now)
+            ):
+                statuses[order.pk] = order.status
+            elif _query_deadline_passed(order, now):
+                _apply_locked(order, OrderStatus.MANUAL_REVIEW, from_statuses=PENDING_QUERY,
+                              reason=_("Still not final after %(count)d queries: a person must decide.")
+                              % {"count": order.query_attempts})
+                statuses[order.pk] = OrderStatus.MANUAL_REVIEW
+            else:
+                to_ask.append(order)
+        if to_ask:
+            RechargeOrder.objects.filter(pk__in=[order.pk for order in to_ask]).update(
+                query_attempts=F("query_attempts") + 1,
+                next_query_at=now + datetime.timedelta(seconds=settings.ORDER_QUERY_INTERVAL_SECONDS),
+            )
+    return to_ask, statuses
+
+
+def _ask_and_apply(order: RechargeOrder, client, now: datetime.datetime) -> str:
+    """Ask the upstream about a claimed order and apply a final answer; the order's status afterwards.
+
+    An answer is applied only to an order still pending (`_apply_result`), so an order settled
+    meanwhile by its callback is left as it is; anything but a final answer leaves the order, and
+    its held price, as they are until the next query.
+    """
     try:
         if order.provider == Provider.EXCHANGE:
             result = client.order_info(biz_code=order.client_reference, record=order)
@@ -949,19 +1013,19 @@ def order_query(*, order_id: int, now: datetime.datetime | None = None, only_if_
             result = client.get_card_info(req_stream_id=order.client_reference, record=order)
     except Bst17QueryTooFrequent:
         backoff = settings.ORDER_QUERY_THROTTLE_SECONDS * (2 ** min(order.query_attempts, 5))
-        RechargeOrder.objects.filter(pk=order_id).update(
+        RechargeOrder.objects.filter(pk=order.pk).update(
             query_attempts=order.query_attempts,  # throttling is not the order's fault: not counted
             next_query_at=now + datetime.timedelta(seconds=backoff),
         )
         return order.status
     except ProviderError as err:
-        logger.warning("Query of order %s failed: %s", order_id, err)
+        logger.warning("Query of order %s failed: %s", order.pk, err)
         return order.status
     if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
-        return _apply_result(order_id, result, from_statuses=pending)
+        return _apply_result(order.pk, result, from_statuses=PENDING_QUERY)
     if result.outcome == Outcome.ACCEPTED and order.status == OrderStatus.UNKNOWN:
-        _apply(order_id, OrderStatus.ACCEPTED, from_statuses=[OrderStatus.UNKNOWN], reason=result.message)
-    return RechargeOrder.objects.values_list("status", flat=True).get(pk=order_id)
+        _apply(order.pk, OrderStatus.ACCEPTED, from_statuses=[OrderStatus.UNKNOWN], reason=result.message)
+    return RechargeOrder.objects.values_list("status", flat=True).get(pk=order.pk)
 
 
 # --- callbacks and decisions ----------------------------------------------------------------------

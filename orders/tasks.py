@@ -40,7 +40,16 @@ def submit_batch_chunk(context: JobContext, batch_id: int, chunk_number: int, or
     return batch_submit_chunk(batch_id=batch_id, chunk_number=chunk_number, order_ids=order_ids)
 
 
-# Deferred by orders.services.orders_query_defer, with the order's queueing lock and lock.
+# Deferred by orders.services.orders_query_defer, with its group's queueing lock and lock.
+@app.task(queue="orders", pass_context=True, name="orders.query_orders")
+@attributed
+def query_orders(context: JobContext, first_order_id: int, last_order_id: int) -> dict[int, str]:
+    from orders.services import orders_query_group
+
+    return orders_query_group(first_order_id=first_order_id, last_order_id=last_order_id)
+
+
+# Jobs deferred for one order each before orders were queried in groups still run.
 @app.task(queue="orders", pass_context=True, name="orders.query_order")
 @attributed
 def query_order(context: JobContext, order_id: int) -> str:
@@ -55,7 +64,7 @@ def query_order(context: JobContext, order_id: int) -> str:
 @app.task(queue="orders", pass_context=True, name="orders.reconcile")
 @attributed
 def reconcile(context: JobContext, timestamp: int) -> int:
-    """Turn stale submissions into UNKNOWN, then defer a query job for every order due for one.
+    """Turn stale submissions into UNKNOWN, then defer a query job for every group of orders due for one.
 
     The queries are not made here: each is a job of its own, so every worker takes part, and a
     run that starts while the last one's jobs are still waiting defers none again.

@@ -1,10 +1,11 @@
-"""Reconciliation fans out: it only defers one query job per due order, and the workers query.
+"""Reconciliation fans out: it only defers query jobs for the due orders, and the workers query.
 
 Given orders left UNKNOWN (the platform carried them out, its answer was unreadable), when the
-periodic reconciliation runs it defers a job per order due for a query, never a second one for
-an order whose job is waiting, and queries nothing itself; the jobs, run by a worker, finish
-the orders through the sandbox. A job for an order settled meanwhile (by a callback, or by
-another job) asks the upstream nothing, so a duplicated job cannot apply an answer twice.
+periodic reconciliation runs it defers one job per group of consecutive orders with any due for
+a query (a group of one order, with ORDER_QUERY_GROUP_SIZE = 1), never a second one while one is
+waiting, and queries nothing itself; the jobs, run by a worker, finish the orders through the
+sandbox. A job for an order settled meanwhile (by a callback, or by another job) asks the
+upstream nothing, so a duplicated job cannot apply an answer twice.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from orders.services import (
     orders_reconcile_defer,
     orders_submit,
 )
-from orders.tasks import query_order, reconcile
+from orders.tasks import query_orders, reconcile
 from providers.exchange.client import ORDER_STATUS_PROCESSING, ExchangeCallback
 from providers.models import ProviderCall
 from providers.results import Outcome
@@ -76,8 +77,20 @@ def a_minute_later(ids: list[int]) -> None:
     RechargeOrder.objects.filter(pk__in=ids).update(next_query_at=timezone.now())
 
 
+@pytest.fixture
+def one_order_per_job(settings):
+    settings.ORDER_QUERY_GROUP_SIZE = 1
+
+
 def query_jobs() -> list[ProcrastinateJob]:
-    return list(ProcrastinateJob.objects.filter(task_name="orders.query_order").order_by("id"))
+    return list(ProcrastinateJob.objects.filter(task_name="orders.query_orders").order_by("id"))
+
+
+def queried_by_jobs() -> list[int]:
+    """The orders of the query jobs, each job being one order (ORDER_QUERY_GROUP_SIZE = 1)."""
+    jobs = query_jobs()
+    assert all(job.args["first_order_id"] == job.args["last_order_id"] for job in jobs)
+    return sorted(job.args["first_order_id"] for job in jobs)
 
 
 def queries_sent() -> int:
@@ -98,7 +111,7 @@ def statuses(ids: list[int]) -> list[str]:
 
 
 def test_reconciliation_defers_one_query_job_per_due_order_and_queries_nothing_itself(
-    exchange, clerk, distributor, direct_charge_product
+    one_order_per_job, exchange, clerk, distributor, direct_charge_product
 ):
     due = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000001", "13800000002"])
     [not_yet_due] = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000003"])
@@ -107,15 +120,15 @@ def test_reconciliation_defers_one_query_job_per_due_order_and_queries_nothing_i
     deferred = orders_reconcile_defer()
 
     assert deferred == 2
-    jobs = query_jobs()
-    assert sorted(job.args["order_id"] for job in jobs) == due
-    assert all(job.status == "todo" and job.queueing_lock == job.lock == f"orders.query_order:{job.args['order_id']}"
-               for job in jobs)
+    assert queried_by_jobs() == due
+    assert all(job.status == "todo" and job.queueing_lock == job.lock == f"orders.query_orders:{job.args['first_order_id']}"
+               for job in query_jobs())
     assert queries_sent() == 0
     assert statuses(due) == [OrderStatus.UNKNOWN, OrderStatus.UNKNOWN]
 
 
-def test_a_run_while_the_last_runs_jobs_wait_defers_none_again(exchange, clerk, distributor, direct_charge_product):
+def test_a_run_while_the_last_runs_jobs_wait_defers_none_again(one_order_per_job, exchange, clerk, distributor,
+                                                              direct_charge_product):
     ids = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000001", "13800000002"])
     orders_reconcile_defer()
     [late] = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000003"])
@@ -123,15 +136,33 @@ def test_a_run_while_the_last_runs_jobs_wait_defers_none_again(exchange, clerk, 
     again = orders_reconcile_defer()  # the next minute's run, before any worker took a job
 
     assert again == 1
-    assert sorted(job.args["order_id"] for job in query_jobs()) == [*ids, late]
+    assert queried_by_jobs() == [*ids, late]
 
 
-def test_reconciliation_pages_through_more_due_orders_than_one_page(exchange, clerk, distributor,
+def test_reconciliation_pages_through_more_due_orders_than_one_page(one_order_per_job, exchange, clerk, distributor,
                                                                    direct_charge_product):
     ids = unknown_orders(exchange, clerk, distributor, direct_charge_product, [f"1380000000{n}" for n in range(5)])
 
     assert orders_reconcile_defer(page=2) == 5
-    assert sorted(job.args["order_id"] for job in query_jobs()) == ids
+    assert queried_by_jobs() == ids
+
+
+def test_one_job_queries_its_whole_group_even_an_order_due_after_it_was_deferred(
+    settings, exchange, clerk, distributor, direct_charge_product
+):
+    settings.ORDER_QUERY_GROUP_SIZE = 1000
+    first = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000001", "13800000002"])
+    assert orders_reconcile_defer() == 1
+    [job] = query_jobs()
+    late = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000003"])
+    assert orders_reconcile_defer() == 0  # its group's job is waiting: that job will query it
+
+    run_worker()
+
+    assert job.args["first_order_id"] <= min(first) and max(late) <= job.args["last_order_id"]
+    assert statuses([*first, *late]) == [OrderStatus.SUCCEEDED] * 3
+    assert queries_sent() == 3
+    assert [job.status for job in query_jobs()] == ["succeeded"]
 
 
 def test_the_deferred_jobs_finish_the_orders_through_the_sandbox(exchange, clerk, distributor, direct_charge_product):
@@ -176,7 +207,7 @@ def test_duplicated_jobs_for_one_order_query_it_once_and_release_its_price_once(
 ):
     [order_id] = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["fail-13800000001"])
     for _ in range(3):  # deferred without the queueing lock, as a hostile or mistaken caller could
-        query_order.defer(order_id=order_id)
+        query_orders.defer(first_order_id=order_id, last_order_id=order_id)
 
     run_worker()
 
@@ -197,7 +228,7 @@ def test_duplicated_jobs_for_an_order_still_processing_upstream_query_it_once(
     orders_submit(order_ids=ids)
     a_minute_later(ids)
     for _ in range(3):
-        query_order.defer(order_id=ids[0])
+        query_orders.defer(first_order_id=ids[0], last_order_id=ids[0])
 
     run_worker()
 

@@ -1,0 +1,299 @@
+"""Reconciliation of orders left UNKNOWN, through the sandbox, on a throwaway database. Prints its numbers.
+
+    .venv/bin/python bench/reconcile_fanout.py [orders]        (default 10000)
+
+1. Setup (not timed): `orders` direct charges placed (price held) and sent through VIPCharge from
+   this process while the sandbox carries out every charge but answers each with an unreadable
+   body, so every order is UNKNOWN; the platform finishes them at once and their status
+   callbacks are lost (nothing listens at the callback URL). Then a minute passes for them: their
+   next query is made due. Their submission jobs, whose work was done here, are dropped.
+2. The sandbox's order/info capacity: N signed order/info calls about those orders straight at it
+   from 4 threads (no database, no job queue; signed and sent through the client's own transport
+   session), as requests per second.
+3. The back office: one `orders.reconcile` job is deferred, and 4 `manage.py procrastinate worker`
+   processes run it (it defers one query job per due order) and the query jobs, which settle the
+   orders. Prints orders per second (all workers up to the last final), the CPU each process
+   used per order, and checks that every order was queried once, none had two query jobs, and
+   the ledger is clean. The workers' own periodic reconciliations run meanwhile, as in
+   production, and must defer nothing twice.
+4. The capacity again, after part 3, and the ratio against the mean of both (the machine's speed
+   drifts: see bench/orders_throughput.py, whose helpers this uses).
+
+Environment: BENCH_WORKERS (4), BENCH_CONCURRENCY (jobs per worker: 1, as `scripts/start` runs a
+worker), BENCH_CAPACITY_CALLS (2000).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from bench.orders_throughput import (  # noqa: E402 - sets up Django as every bench here does
+    CAPACITY_CALLS,
+    CAPACITY_THREADS,
+    CONCURRENCY,
+    WORKERS,
+    StealMeter,
+    cpu_snapshot,
+    free_port,
+    jobs_held_back,
+    process_environment,
+    wait_for_workers,
+)
+from django.conf import settings  # noqa: E402
+from django.db import connections  # noqa: E402
+from django.test.utils import setup_databases, teardown_databases  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+SETUP_THREADS = 4
+
+
+def sandbox_process(port: int, control) -> None:
+    """The sandbox, finishing every charge at once and sending each callback once (to nobody)."""
+    from providers.exchange.client import ORDER_STATUS_PROCESSING
+    from providers.sandbox.server import serve
+
+    httpd = serve("127.0.0.1", port)
+    exchange = httpd.sandbox.vendor("exchange")
+    exchange.callback_delay = 0.0
+    exchange.callback_retry_delays = ()
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    control.send("ready")
+    while True:
+        command = control.recv()
+        if command == "stats":
+            with exchange.lock:
+                control.send({
+                    "orders": len(exchange.orders),
+                    "processing": sum(1 for order in exchange.orders.values()
+                                      if order["status"] == ORDER_STATUS_PROCESSING),
+                    "callbacks_tried": len(exchange.callback_attempts),
+                })
+        elif command == "stop":
+            httpd.shutdown()
+            control.send("stopped")
+            return
+
+
+def info_capacity(references: list[str], round_name: str) -> float:
+    """order/info calls per second the sandbox answers about known orders, with nothing around them."""
+    from providers.exchange.client import ORDER_INFO_PATH, ExchangeClient, is_success_status
+
+    clients: dict[int, ExchangeClient] = {}
+
+    def one(reference: str) -> bool:
+        client = clients.setdefault(threading.get_ident(), ExchangeClient())
+        payload = {"merchantId": client.config.merchant_id, "businessId": client.config.business_id,
+                   "bizCode": reference}
+        prepared = client._prepare("info", ORDER_INFO_PATH, payload)
+        answer = client.session.post(prepared.url, data=prepared.body, headers=prepared.headers, timeout=30)
+        return answer.status_code == 200 and is_success_status(answer.json()["status"])
+
+    asked = [references[n % len(references)] for n in range(CAPACITY_CALLS)]
+    one(asked[0])  # warm up (imports, first connection)
+    steal = StealMeter()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CAPACITY_THREADS) as pool:
+        answers = list(pool.map(one, asked))
+    rate = len(asked) / (time.perf_counter() - started)
+    assert all(answers), f"{answers.count(False)} capacity calls ({round_name}) failed"
+    print(f"   {rate:,.1f} order/info calls/s{steal.report()}", flush=True)
+    return rate
+
+
+def leave_unknown(ids: list[int], sandbox_url: str) -> None:
+    """Send the placed orders as a worker would, from this process, while every answer is lost."""
+    import requests
+
+    from orders.services import orders_submit
+
+    requests.post(f"{sandbox_url}/_faults", json={"vendor": "exchange", "kind": "malformed",
+                                                  "operation": "VIPCharge", "times": len(ids)}, timeout=10)
+
+    def submit(chunk: list[int]) -> None:
+        try:
+            orders_submit(order_ids=chunk)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(SETUP_THREADS) as pool:
+        list(pool.map(submit, [ids[start : start + 25] for start in range(0, len(ids), 25)]))
+
+
+def run(total: int) -> None:
+    from cryptography.fernet import Fernet
+    from django.contrib.auth import get_user_model
+    from django.db.models import Count
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    from config.provider_settings import provider_accounts
+    from distributors.models import AccountKind, Distributor, EntryKind
+    from distributors.services import Posting, distributor_open_accounts, ledger_balance_check, ledger_post
+    from orders.models import FINAL_ORDER_STATUSES, OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
+    from orders.services import order_create, orders_place
+    from orders.tasks import reconcile
+    from providers.models import ProviderCall
+    from providers.sandbox.vendors import demo_environment
+
+    sandbox_port = free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    # The callback URL is a port nobody listens on: every callback is lost.
+    provider_environment = demo_environment(sandbox_url, f"http://127.0.0.1:{free_port()}")
+    settings.PROVIDERS = provider_accounts(provider_environment)
+    if not settings.CARD_PIN_KEYS:
+        settings.CARD_PIN_KEYS = [Fernet.generate_key().decode()]
+
+    connections.close_all()  # nothing of ours crosses the fork
+    control, child_end = multiprocessing.Pipe()
+    sandbox = multiprocessing.get_context("fork").Process(target=sandbox_process, args=(sandbox_port, child_end),
+                                                          daemon=True)
+    sandbox.start()
+    assert control.recv() == "ready"
+
+    print(f"1. placing {total:,} orders and sending them with every answer lost ...", flush=True)
+    started = time.perf_counter()
+    clerk = get_user_model().objects.create_user("bench-clerk", password="bench-password-0123")
+    distributor = Distributor.objects.create(code="BENCH1", name="压测分销商")
+    distributor_open_accounts(distributor=distributor)
+    ledger_post(distributor=distributor, postings=[Posting(kind=AccountKind.PREPAID, amount=Decimal(total * 30))],
+                entry_kind=EntryKind.RECHARGE)
+    product = Product.objects.create(provider=UpstreamProvider.EXCHANGE, code="87103", name="视频会员月卡",
+                                     kind=OrderKind.DIRECT_CHARGE, sale_price=Decimal("22.00"))
+    ids = [
+        order_create(distributor=distributor, product=product, actor=clerk, target_account=f"1380000{n:05d}").pk
+        for n in range(total)
+    ]
+    for start in range(0, total, 500):
+        assert not orders_place(ids=ids[start : start + 500], actor=clerk).refused
+    leave_unknown(ids, sandbox_url)
+    ProcrastinateJob.objects.filter(task_name="orders.submit_orders").delete()  # their work is done
+    counts = dict(RechargeOrder.objects.values_list("status").annotate(n=Count("id")).order_by())
+    assert counts == {OrderStatus.UNKNOWN: total}, counts
+    deadline = time.monotonic() + 300
+    while True:
+        control.send("stats")
+        stats = control.recv()
+        if (stats["processing"] == 0 and stats["callbacks_tried"] >= total) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert stats["orders"] == total and stats["processing"] == 0, stats
+    held = total * Decimal("22.00")
+    due = RechargeOrder.objects.update(next_query_at=timezone.now())  # a minute later
+    print(f"   {due:,} orders UNKNOWN ({held} held), finished upstream, callbacks lost, due for a query "
+          f"(setup {time.perf_counter() - started:.1f} s)", flush=True)
+
+    references = list(RechargeOrder.objects.values_list("client_reference", flat=True))
+    print(f"2. sandbox order/info capacity: {CAPACITY_CALLS:,} calls from {CAPACITY_THREADS} threads "
+          "(measured again after part 3) ...", flush=True)
+    connections.close_all()
+    capacities = [info_capacity(references, "before")]
+
+    reconcile.defer(timestamp=int(time.time()))
+    print(f"3. one reconciliation job, {WORKERS} workers x {CONCURRENCY} jobs (the clock starts when they are all up) ...",
+          flush=True)
+    env = process_environment(provider_environment)
+    log = open(BASE_DIR / "var" / "bench-reconcile.log", "wb")  # noqa: SIM115 - closed at the end
+    workers = []
+    try:
+        with jobs_held_back():
+            workers = [
+                subprocess.Popen(
+                    [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "orders",
+                     "--concurrency", str(CONCURRENCY)],
+                    cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+                )
+                for _ in range(WORKERS)
+            ]
+            wait_for_workers(WORKERS)
+            cpu_groups = {"workers": [worker.pid for worker in workers], "sandbox": [sandbox.pid]}
+            cpu_before = cpu_snapshot(cpu_groups)
+            own_cpu_before = time.process_time()
+            workers_started = timezone.now()
+            started = time.perf_counter()
+            steal = StealMeter()
+        deadline = time.monotonic() + max(600, total / 5)
+        while True:
+            pending = RechargeOrder.objects.exclude(status__in=FINAL_ORDER_STATUSES).count()
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        elapsed = time.perf_counter() - started
+        cpu_after = cpu_snapshot(cpu_groups)
+        own_cpu = time.process_time() - own_cpu_before
+        run_steal = steal.report()
+    finally:
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        for process in workers:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+    print("4. sandbox order/info capacity again ...", flush=True)
+    connections.close_all()
+    capacities.append(info_capacity(references, "after"))
+    capacity = statistics.mean(capacities)
+    control.send("stop")
+    control.recv()
+
+    counts = dict(RechargeOrder.objects.values_list("status").annotate(n=Count("id")).order_by())
+    finished = list(RechargeOrder.objects.filter(status__in=FINAL_ORDER_STATUSES).values_list("finished_at", flat=True))
+    throughput = len(finished) / (max(finished) - workers_started).total_seconds() if finished else 0.0
+    queries = dict(ProviderCall.objects.filter(operation="info").values_list("record_id").annotate(n=Count("id"))
+                   .order_by())
+    queried_twice = sum(1 for n in queries.values() if n > 1)
+    jobs = ProcrastinateJob.objects.filter(task_name="orders.query_order")
+    jobs_per_order = dict(jobs.values_list("args__order_id").annotate(n=Count("id")).order_by())
+    runs = list(ProcrastinateJob.objects.filter(task_name="orders.reconcile").values_list("status", flat=True))
+    check = ledger_balance_check(triggered_by="bench")
+    cpu_used = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
+    cpu_used["this process"] = own_cpu
+
+    print()
+    print(f"sandbox order/info capacity alone ({CAPACITY_THREADS} threads): {capacity:8.1f} calls/s "
+          f"(mean of {' before and '.join(f'{rate:.1f}' for rate in capacities)} after)")
+    print(f"back office, {WORKERS} workers x {CONCURRENCY} jobs:  {throughput:8.1f} orders/s UNKNOWN -> final "
+          f"({len(finished):,} final of {total:,}, {elapsed:.1f} s from all workers up{run_steal})"
+          f"  -> {throughput / capacity:.0%} of the sandbox's order/info capacity (target: at least 50%)")
+    if finished:
+        print(f"CPU per final order: {'  '.join(f'{name} {seconds / len(finished) * 1000:.2f} ms' for name, seconds in cpu_used.items())}"
+              f"  = {sum(cpu_used.values()) / len(finished) * 1000:.2f} ms in all; machine busy "
+              f"{sum(cpu_used.values()) / elapsed / (os.cpu_count() or 1):.0%} of {os.cpu_count()} cores")
+        ours = cpu_used["workers"] + cpu_used["PostgreSQL"]
+        print(f"back office CPU per order (workers, PostgreSQL): {ours / len(finished) * 1000:.2f} ms, "
+              f"{ours / cpu_used['sandbox']:.2f} times the sandbox's")
+    print(f"statuses: {', '.join(f'{status}={n:,}' for status, n in sorted(counts.items()))}")
+    print(f"orders queried: {len(queries):,}; queried twice or more: {queried_twice}; query jobs: {jobs.count():,}, "
+          f"orders with two or more: {sum(1 for n in jobs_per_order.values() if n > 1)}; "
+          f"reconciliation runs: {len(runs)} ({', '.join(sorted(set(runs)))})")
+    print(f"ledger check: {check.accounts_checked} accounts, {len(check.mismatches)} mismatches")
+    if len(finished) < total:
+        print("some orders are not final: see var/bench-reconcile.log")
+
+
+def main() -> None:
+    total = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    databases = setup_databases(verbosity=0, interactive=False, aliases={"default", "call_log"})
+    try:
+        run(total)
+    finally:
+        for alias in connections:
+            connections[alias].close()
+        teardown_databases(databases, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
