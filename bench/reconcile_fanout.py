@@ -11,11 +11,12 @@
    from 4 threads (no database, no job queue; signed and sent through the client's own transport
    session), as requests per second.
 3. The back office: one `orders.reconcile` job is deferred, and 4 `manage.py procrastinate worker`
-   processes run it (it defers one query job per due order) and the query jobs, which settle the
-   orders. Prints orders per second (all workers up to the last final), the CPU each process
-   used per order, and checks that every order was queried once, none had two query jobs, and
-   the ledger is clean. The workers' own periodic reconciliations run meanwhile, as in
-   production, and must defer nothing twice.
+   processes run it (it defers one query job per group of ORDER_QUERY_GROUP_SIZE orders due) and
+   the query jobs, which settle the orders. Prints orders per second (all workers up to the last
+   final), the CPU each process used per order, and checks that every order was queried once,
+   how many groups had a second query job (deferred while the first ran: it waits for the first,
+   by its lock, and finds nothing due), and that the ledger is clean. The workers' own periodic
+   reconciliations run meanwhile, as in production.
 4. The capacity again, after part 3, and the ratio against the mean of both (the machine's speed
    drifts: see bench/orders_throughput.py, whose helpers this uses).
 
@@ -255,8 +256,8 @@ def run(total: int) -> None:
     queries = dict(ProviderCall.objects.filter(operation="info").values_list("record_id").annotate(n=Count("id"))
                    .order_by())
     queried_twice = sum(1 for n in queries.values() if n > 1)
-    jobs = ProcrastinateJob.objects.filter(task_name="orders.query_order")
-    jobs_per_order = dict(jobs.values_list("args__order_id").annotate(n=Count("id")).order_by())
+    jobs = ProcrastinateJob.objects.filter(task_name="orders.query_orders")
+    jobs_per_group = dict(jobs.values_list("lock").annotate(n=Count("id")).order_by())
     runs = list(ProcrastinateJob.objects.filter(task_name="orders.reconcile").values_list("status", flat=True))
     check = ledger_balance_check(triggered_by="bench")
     cpu_used = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
@@ -276,8 +277,9 @@ def run(total: int) -> None:
         print(f"back office CPU per order (workers, PostgreSQL): {ours / len(finished) * 1000:.2f} ms, "
               f"{ours / cpu_used['sandbox']:.2f} times the sandbox's")
     print(f"statuses: {', '.join(f'{status}={n:,}' for status, n in sorted(counts.items()))}")
-    print(f"orders queried: {len(queries):,}; queried twice or more: {queried_twice}; query jobs: {jobs.count():,}, "
-          f"orders with two or more: {sum(1 for n in jobs_per_order.values() if n > 1)}; "
+    print(f"orders queried: {len(queries):,}; queried twice or more: {queried_twice}; query jobs: {jobs.count():,} "
+          f"(groups of {settings.ORDER_QUERY_GROUP_SIZE}), groups with two or more: "
+          f"{sum(1 for n in jobs_per_group.values() if n > 1)}; "
           f"reconciliation runs: {len(runs)} ({', '.join(sorted(set(runs)))})")
     print(f"ledger check: {check.accounts_checked} accounts, {len(check.mismatches)} mismatches")
     if len(finished) < total:
