@@ -704,19 +704,22 @@ class _Acceptances:
     """
 
     WRITE_SECONDS = 2.0
+    outcome = Outcome.ACCEPTED  # the answers kept, and the move they make
+    status = OrderStatus.ACCEPTED
+    from_statuses: Sequence[str] = (OrderStatus.SUBMITTING,)
 
     def __init__(self) -> None:
         self.changes: dict[int, dict] = {}
         self.since = 0.0
 
     def take(self, order: RechargeOrder, result: ProviderResult) -> bool:
-        """Keep an answer to write with the others if it is a plain acceptance; False for any other answer."""
-        if result.outcome != Outcome.ACCEPTED or result.card_secrets:
+        """Keep an answer to write with the others if it is a plain one of the kind kept; False for any other answer."""
+        if result.outcome != self.outcome or result.card_secrets:
             return False
         if not self.changes:
             self.since = time.monotonic()
         self.changes[order.pk] = _status_changes(
-            OrderStatus.ACCEPTED, reason=result.message,
+            self.status, reason=result.message if self.status != OrderStatus.SUCCEEDED else "",
             **_answer_fields(result.upstream_reference, result.settlement_price),
         )
         return True
@@ -727,8 +730,20 @@ class _Acceptances:
 
     def write(self) -> None:
         if self.changes:
-            _update_each_if_status(self.changes, [OrderStatus.SUBMITTING])
+            _update_each_if_status(self.changes, list(self.from_statuses))
         self.changes = {}
+
+
+class _QuerySuccesses(_Acceptances):
+    """A query job's plain successes (no cards), moved ACCEPTED or UNKNOWN -> SUCCEEDED together, as acceptances are.
+
+    A success moves no money either (the held price is kept); an order settled meanwhile, by its
+    callback, is no longer pending and is left as it is.
+    """
+
+    outcome = Outcome.SUCCEEDED
+    status = OrderStatus.SUCCEEDED
+    from_statuses = (OrderStatus.ACCEPTED, OrderStatus.UNKNOWN)
 
 
 def _queue_again(order_ids: list[int]) -> None:
@@ -916,11 +931,16 @@ def orders_query_group(*, first_order_id: int, last_order_id: int) -> dict[int, 
         now=now, only_if_due=True,
     )
     clients: dict[tuple[str, str], ExchangeClient | Bst17Client] = {}
-    for order in to_ask:
-        client = clients.get((order.provider, order.merchant_account))
-        if client is None:
-            client = clients[(order.provider, order.merchant_account)] = _client(order)
-        statuses[order.pk] = _ask_and_apply(order, client, now)
+    succeeded = _QuerySuccesses()
+    try:
+        for order in to_ask:
+            client = clients.get((order.provider, order.merchant_account))
+            if client is None:
+                client = clients[(order.provider, order.merchant_account)] = _client(order)
+            statuses[order.pk] = _ask_and_apply(order, client, now, succeeded)
+            succeeded.write_if_due()
+    finally:
+        succeeded.write()
     return statuses
 
 
@@ -999,12 +1019,13 @@ def _claim_for_query(
     return to_ask, statuses
 
 
-def _ask_and_apply(order: RechargeOrder, client, now: datetime.datetime) -> str:
+def _ask_and_apply(order: RechargeOrder, client, now: datetime.datetime, kept: _Acceptances | None = None) -> str:
     """Ask the upstream about a claimed order and apply a final answer; the order's status afterwards.
 
-    An answer is applied only to an order still pending (`_apply_result`), so an order settled
-    meanwhile by its callback is left as it is; anything but a final answer leaves the order, and
-    its held price, as they are until the next query.
+    An answer is applied only to an order still pending (`_apply_result`, or with the job's other
+    plain successes when `kept` takes it), so an order settled meanwhile by its callback is left
+    as it is; anything but a final answer leaves the order, and its held price, as they are until
+    the next query.
     """
     try:
         if order.provider == Provider.EXCHANGE:
@@ -1021,6 +1042,8 @@ def _ask_and_apply(order: RechargeOrder, client, now: datetime.datetime) -> str:
     except ProviderError as err:
         logger.warning("Query of order %s failed: %s", order.pk, err)
         return order.status
+    if kept is not None and kept.take(order, result):
+        return kept.status
     if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
         return _apply_result(order.pk, result, from_statuses=PENDING_QUERY)
     if result.outcome == Outcome.ACCEPTED and order.status == OrderStatus.UNKNOWN:
