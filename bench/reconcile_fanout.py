@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/reconcile_fanout.py [orders]        (default 10000)
 
-1. Setup (not timed): `orders` direct charges placed (price held) and sent through VIPCharge from
-   this process while the sandbox carries out every charge but answers each with an unreadable
+1. Setup (not timed): `orders` direct charges placed (price held) and sent through VIPCharge by
+   4 processes forked from this one while the sandbox carries out every charge but answers each with an unreadable
    body, so every order is UNKNOWN; the platform finishes them at once and their status
    callbacks are lost (nothing listens at the callback URL). Then a minute passes for them: their
    next query is made due. Their submission jobs, whose work was done here, are dropped.
@@ -58,7 +58,7 @@ from django.db import connections  # noqa: E402
 from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-SETUP_THREADS = 4
+SETUP_PROCESSES = 4
 
 
 def sandbox_process(port: int, control) -> None:
@@ -114,23 +114,21 @@ def info_capacity(references: list[str], round_name: str) -> float:
     return rate
 
 
-def leave_unknown(ids: list[int], sandbox_url: str) -> None:
-    """Send the placed orders as a worker would, from this process, while every answer is lost."""
-    import requests
-
+def _submit(chunk: list[int]) -> None:
     from orders.services import orders_submit
+
+    orders_submit(order_ids=chunk)
+
+
+def leave_unknown(ids: list[int], sandbox_url: str) -> None:
+    """Send the placed orders as workers would, from processes forked from this one, while every answer is lost."""
+    import requests
 
     requests.post(f"{sandbox_url}/_faults", json={"vendor": "exchange", "kind": "malformed",
                                                   "operation": "VIPCharge", "times": len(ids)}, timeout=10)
-
-    def submit(chunk: list[int]) -> None:
-        try:
-            orders_submit(order_ids=chunk)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(SETUP_THREADS) as pool:
-        list(pool.map(submit, [ids[start : start + 25] for start in range(0, len(ids), 25)]))
+    connections.close_all()  # nothing of ours crosses the fork
+    with multiprocessing.get_context("fork").Pool(SETUP_PROCESSES) as pool:
+        pool.map(_submit, [ids[start : start + 25] for start in range(0, len(ids), 25)])
 
 
 def run(total: int) -> None:
