@@ -27,6 +27,7 @@ worker), BENCH_CAPACITY_CALLS (2000).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import multiprocessing
 import os
 import signal
@@ -37,6 +38,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -297,6 +299,72 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+@dataclass
+class WorkersRun:
+    """What `run_workers_until_final` measured: when the workers were all up, for how long, their CPU."""
+
+    started_at: datetime.datetime
+    elapsed: float
+    cpu_used: dict[str, float]  # seconds per group of processes, "workers", "PostgreSQL" and "this process" included
+    steal: str
+
+
+def run_workers_until_final(env: dict[str, str], log, cpu_groups: dict[str, list[int]], total: int) -> WorkersRun:
+    """Start WORKERS workers on the orders queue, wait until no order is pending, stop them.
+
+    The clock starts when every worker is up and asking for work, not while their Python and
+    Django start: until then the job table is locked against fetching (not against reading).
+    """
+    from orders.models import FINAL_ORDER_STATUSES, RechargeOrder
+
+    workers = []
+    try:
+        with jobs_held_back():
+            workers = [
+                subprocess.Popen(
+                    [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "orders",
+                     "--concurrency", str(CONCURRENCY)],
+                    cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+                )
+                for _ in range(WORKERS)
+            ]
+            wait_for_workers(WORKERS)
+            cpu_groups = {"workers": [worker.pid for worker in workers], **cpu_groups}
+            cpu_before = cpu_snapshot(cpu_groups)
+            own_cpu_before = time.process_time()
+            workers_started = timezone.now()
+            started = time.perf_counter()
+            steal = StealMeter()
+        deadline = time.monotonic() + max(600, total / 5)
+        while True:
+            pending = RechargeOrder.objects.exclude(status__in=FINAL_ORDER_STATUSES).count()
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        elapsed = time.perf_counter() - started
+        cpu_after = cpu_snapshot(cpu_groups)
+        own_cpu = time.process_time() - own_cpu_before
+        run_steal = steal.report()
+    finally:
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        for process in workers:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    cpu_used = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
+    cpu_used["this process"] = own_cpu
+    return WorkersRun(started_at=workers_started, elapsed=elapsed, cpu_used=cpu_used, steal=run_steal)
+
+
+def on_throwaway_database(run, default_total: int) -> None:
+    """run(total) on test databases created and dropped here, total from the command line."""
+    total = int(sys.argv[1]) if len(sys.argv) > 1 else default_total
+    with bench_databases():
+        run(total)
+
+
 def run(total: int) -> None:
     from cryptography.fernet import Fernet
     from django.contrib.auth import get_user_model
@@ -363,49 +431,17 @@ def run(total: int) -> None:
          "--workers", "1", "--threads", "4", "--log-level", "warning", "--preload"],
         cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    workers = []
     try:
         wait_for_port(web_port)
-        # The clock starts when every worker is up and asking for work, not while their Python and
-        # Django start: until then the job table is locked against fetching (not against reading).
-        with jobs_held_back():
-            workers = [
-                subprocess.Popen(
-                    [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "orders",
-                     "--concurrency", str(CONCURRENCY)],
-                    cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-                )
-                for _ in range(WORKERS)
-            ]
-            wait_for_workers(WORKERS)
-            cpu_groups = {
-                "workers": [worker.pid for worker in workers], "web server": [web.pid],
-                "sandbox": [sandbox.pid],
-            }
-            cpu_before = cpu_snapshot(cpu_groups)
-            own_cpu_before = time.process_time()
-            workers_started = timezone.now()
-            started = time.perf_counter()
-            steal = StealMeter()
-        deadline = time.monotonic() + max(600, total / 5)
-        while True:
-            pending = RechargeOrder.objects.exclude(status__in=FINAL_ORDER_STATUSES).count()
-            if not pending or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        elapsed = time.perf_counter() - started
-        cpu_after = cpu_snapshot(cpu_groups)
-        own_cpu = time.process_time() - own_cpu_before
-        run_steal = steal.report()
+        measured = run_workers_until_final(env, log, {"web server": [web.pid], "sandbox": [sandbox.pid]}, total)
     finally:
-        for process in [*workers, web]:
-            process.send_signal(signal.SIGTERM)
-        for process in [*workers, web]:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        web.send_signal(signal.SIGTERM)
+        try:
+            web.wait(30)
+        except subprocess.TimeoutExpired:
+            web.kill()
         log.close()
+    workers_started, elapsed, cpu_used, run_steal = measured.started_at, measured.elapsed, measured.cpu_used, measured.steal
     print("3. sandbox capacity again, the machine's conditions may have changed meanwhile ...", flush=True)
     capacities.append(capacity_round("B"))
     capacity = statistics.mean(capacities)
@@ -447,8 +483,6 @@ def run(total: int) -> None:
     if call_latencies:
         print(f"VIPCharge call, sent -> answered: p50 {statistics.median(call_latencies):6.3f} s   "
               f"p95 {percentile(call_latencies, 0.95):6.3f} s")
-    cpu_used = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
-    cpu_used["this process"] = own_cpu
     print(f"CPU per final order: {'  '.join(f'{name} {seconds / len(rows) * 1000:.2f} ms' for name, seconds in cpu_used.items())}"
           f"  = {sum(cpu_used.values()) / len(rows) * 1000:.2f} ms in all; machine busy "
           f"{sum(cpu_used.values()) / elapsed / (os.cpu_count() or 1):.0%} of {os.cpu_count()} cores")
@@ -466,9 +500,7 @@ def run(total: int) -> None:
 
 
 def main() -> None:
-    total = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    with bench_databases():
-        run(total)
+    on_throwaway_database(run, 10_000)
 
 
 if __name__ == "__main__":

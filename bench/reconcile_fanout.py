@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -47,15 +45,13 @@ from bench.orders_throughput import (  # noqa: E402 - sets up Django as every be
     CONCURRENCY,
     WORKERS,
     StealMeter,
-    cpu_snapshot,
     free_port,
-    jobs_held_back,
+    on_throwaway_database,
     process_environment,
-    wait_for_workers,
+    run_workers_until_final,
 )
 from django.conf import settings  # noqa: E402
 from django.db import connections  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 SETUP_PROCESSES = 4
@@ -203,44 +199,8 @@ def run(total: int) -> None:
     print(f"3. one reconciliation job, {WORKERS} workers x {CONCURRENCY} jobs (the clock starts when they are all up) ...",
           flush=True)
     env = process_environment(provider_environment)
-    log = open(BASE_DIR / "var" / "bench-reconcile.log", "wb")  # noqa: SIM115 - closed at the end
-    workers = []
-    try:
-        with jobs_held_back():
-            workers = [
-                subprocess.Popen(
-                    [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "orders",
-                     "--concurrency", str(CONCURRENCY)],
-                    cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-                )
-                for _ in range(WORKERS)
-            ]
-            wait_for_workers(WORKERS)
-            cpu_groups = {"workers": [worker.pid for worker in workers], "sandbox": [sandbox.pid]}
-            cpu_before = cpu_snapshot(cpu_groups)
-            own_cpu_before = time.process_time()
-            workers_started = timezone.now()
-            started = time.perf_counter()
-            steal = StealMeter()
-        deadline = time.monotonic() + max(600, total / 5)
-        while True:
-            pending = RechargeOrder.objects.exclude(status__in=FINAL_ORDER_STATUSES).count()
-            if not pending or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        elapsed = time.perf_counter() - started
-        cpu_after = cpu_snapshot(cpu_groups)
-        own_cpu = time.process_time() - own_cpu_before
-        run_steal = steal.report()
-    finally:
-        for process in workers:
-            process.send_signal(signal.SIGTERM)
-        for process in workers:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        log.close()
+    with open(BASE_DIR / "var" / "bench-reconcile.log", "wb") as log:
+        measured = run_workers_until_final(env, log, {"sandbox": [sandbox.pid]}, total)
     print("4. sandbox order/info capacity again ...", flush=True)
     connections.close_all()
     capacities.append(info_capacity(references, "after"))
@@ -250,7 +210,7 @@ def run(total: int) -> None:
 
     counts = dict(RechargeOrder.objects.values_list("status").annotate(n=Count("id")).order_by())
     finished = list(RechargeOrder.objects.filter(status__in=FINAL_ORDER_STATUSES).values_list("finished_at", flat=True))
-    throughput = len(finished) / (max(finished) - workers_started).total_seconds() if finished else 0.0
+    throughput = len(finished) / (max(finished) - measured.started_at).total_seconds() if finished else 0.0
     queries = dict(ProviderCall.objects.filter(operation="info").values_list("record_id").annotate(n=Count("id"))
                    .order_by())
     queried_twice = sum(1 for n in queries.values() if n > 1)
@@ -258,14 +218,13 @@ def run(total: int) -> None:
     jobs_per_group = dict(jobs.values_list("lock").annotate(n=Count("id")).order_by())
     runs = list(ProcrastinateJob.objects.filter(task_name="orders.reconcile").values_list("status", flat=True))
     check = ledger_balance_check(triggered_by="bench")
-    cpu_used = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
-    cpu_used["this process"] = own_cpu
+    cpu_used, elapsed = measured.cpu_used, measured.elapsed
 
     print()
     print(f"sandbox order/info capacity alone ({CAPACITY_THREADS} threads): {capacity:8.1f} calls/s "
           f"(mean of {' before and '.join(f'{rate:.1f}' for rate in capacities)} after)")
     print(f"back office, {WORKERS} workers x {CONCURRENCY} jobs:  {throughput:8.1f} orders/s UNKNOWN -> final "
-          f"({len(finished):,} final of {total:,}, {elapsed:.1f} s from all workers up{run_steal})"
+          f"({len(finished):,} final of {total:,}, {elapsed:.1f} s from all workers up{measured.steal})"
           f"  -> {throughput / capacity:.0%} of the sandbox's order/info capacity (target: at least 50%)")
     if finished:
         print(f"CPU per final order: {'  '.join(f'{name} {seconds / len(finished) * 1000:.2f} ms' for name, seconds in cpu_used.items())}"
@@ -285,14 +244,7 @@ def run(total: int) -> None:
 
 
 def main() -> None:
-    total = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    databases = setup_databases(verbosity=0, interactive=False, aliases={"default", "call_log"})
-    try:
-        run(total)
-    finally:
-        for alias in connections:
-            connections[alias].close()
-        teardown_databases(databases, verbosity=0)
+    on_throwaway_database(run, 10_000)
 
 
 if __name__ == "__main__":
