@@ -294,6 +294,40 @@ def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
     return snapshot
 
 
+def start_sandbox(target, port: int):
+    """The sandbox process running target(port, pipe end), once it said "ready": (process, this end of the pipe)."""
+    connections.close_all()  # nothing of ours crosses the fork
+    control, child_end = multiprocessing.Pipe()
+    sandbox = multiprocessing.get_context("fork").Process(target=target, args=(port, child_end), daemon=True)
+    sandbox.start()
+    assert control.recv() == "ready"
+    return sandbox, control
+
+
+def direct_charges(total: int):
+    """A clerk and `total` draft direct charges of one funded distributor: (the clerk, the orders' ids)."""
+    from django.contrib.auth import get_user_model
+
+    from distributors.models import AccountKind, Distributor, EntryKind
+    from distributors.services import Posting, distributor_open_accounts, ledger_post
+    from orders.models import OrderKind, Product
+    from providers.models import Provider
+    from orders.services import order_create
+
+    clerk = get_user_model().objects.create_user("bench-clerk", password="bench-password-0123")
+    distributor = Distributor.objects.create(code="BENCH1", name="压测分销商")
+    distributor_open_accounts(distributor=distributor)
+    ledger_post(distributor=distributor, postings=[Posting(kind=AccountKind.PREPAID, amount=Decimal(total * 30))],
+                entry_kind=EntryKind.RECHARGE)
+    product = Product.objects.create(provider=Provider.EXCHANGE, code="87103", name="视频会员月卡",
+                                     kind=OrderKind.DIRECT_CHARGE, sale_price=Decimal("22.00"))
+    ids = [
+        order_create(distributor=distributor, product=product, actor=clerk, target_account=f"1380000{n:05d}").pk
+        for n in range(total)
+    ]
+    return clerk, ids
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -367,15 +401,13 @@ def on_throwaway_database(run, default_total: int) -> None:
 
 def run(total: int) -> None:
     from cryptography.fernet import Fernet
-    from django.contrib.auth import get_user_model
     from django.db.models import Count
 
     from config.provider_settings import provider_accounts
-    from distributors.models import AccountKind, Distributor, EntryKind
-    from distributors.services import Posting, distributor_open_accounts, ledger_balance_check, ledger_post
-    from orders.models import FINAL_ORDER_STATUSES, OrderKind, OrderStatus, Product, RechargeOrder
-    from orders.services import order_create, orders_place
-    from providers.models import Provider, ProviderCall
+    from distributors.services import ledger_balance_check
+    from orders.models import FINAL_ORDER_STATUSES, OrderStatus, RechargeOrder
+    from orders.services import orders_place
+    from providers.models import ProviderCall
     from providers.sandbox.vendors import demo_environment
 
     sandbox_port, web_port = free_port(), free_port()
@@ -384,29 +416,14 @@ def run(total: int) -> None:
     if not settings.CARD_PIN_KEYS:
         settings.CARD_PIN_KEYS = [Fernet.generate_key().decode()]
 
-    connections.close_all()  # nothing of ours crosses the fork
-    control, child_end = multiprocessing.Pipe()
-    sandbox = multiprocessing.get_context("fork").Process(target=sandbox_process, args=(sandbox_port, child_end),
-                                                          daemon=True)
-    sandbox.start()
-    assert control.recv() == "ready"
+    sandbox, control = start_sandbox(sandbox_process, sandbox_port)
 
     print(f"1. sandbox capacity: {CAPACITY_CALLS:,} VIPCharge calls from {CAPACITY_THREADS} threads "
           "(measured again after part 2) ...", flush=True)
     capacities = [capacity_round("A")]
 
-    clerk = get_user_model().objects.create_user("bench-clerk", password="bench-password-0123")
-    distributor = Distributor.objects.create(code="BENCH1", name="压测分销商")
-    distributor_open_accounts(distributor=distributor)
-    ledger_post(distributor=distributor, postings=[Posting(kind=AccountKind.PREPAID, amount=Decimal(total * 30))],
-                entry_kind=EntryKind.RECHARGE)
-    product = Product.objects.create(provider=Provider.EXCHANGE, code="87103", name="视频会员月卡",
-                                     kind=OrderKind.DIRECT_CHARGE, sale_price=Decimal("22.00"))
     print(f"2. creating and placing {total:,} orders ...", flush=True)
-    ids = [
-        order_create(distributor=distributor, product=product, actor=clerk, target_account=f"1380000{n:05d}").pk
-        for n in range(total)
-    ]
+    clerk, ids = direct_charges(total)
 
     # Everything is placed (price held, job deferred) before the workers start, so the workers'
     # rate is measured, not this one process's rate of placing.

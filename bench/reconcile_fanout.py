@@ -45,10 +45,12 @@ from bench.orders_throughput import (  # noqa: E402 - sets up Django as every be
     CONCURRENCY,
     WORKERS,
     StealMeter,
+    direct_charges,
     free_port,
     on_throwaway_database,
     process_environment,
     run_workers_until_final,
+    start_sandbox,
 )
 from django.conf import settings  # noqa: E402
 from django.db import connections  # noqa: E402
@@ -129,15 +131,13 @@ def leave_unknown(ids: list[int], sandbox_url: str) -> None:
 
 def run(total: int) -> None:
     from cryptography.fernet import Fernet
-    from django.contrib.auth import get_user_model
     from django.db.models import Count
     from procrastinate.contrib.django.models import ProcrastinateJob
 
     from config.provider_settings import provider_accounts
-    from distributors.models import AccountKind, Distributor, EntryKind
-    from distributors.services import Posting, distributor_open_accounts, ledger_balance_check, ledger_post
-    from orders.models import FINAL_ORDER_STATUSES, OrderKind, OrderStatus, Product, RechargeOrder, UpstreamProvider
-    from orders.services import order_create, orders_place
+    from distributors.services import ledger_balance_check
+    from orders.models import FINAL_ORDER_STATUSES, OrderStatus, RechargeOrder
+    from orders.services import orders_place
     from orders.tasks import reconcile
     from providers.models import ProviderCall
     from providers.sandbox.vendors import demo_environment
@@ -150,26 +150,11 @@ def run(total: int) -> None:
     if not settings.CARD_PIN_KEYS:
         settings.CARD_PIN_KEYS = [Fernet.generate_key().decode()]
 
-    connections.close_all()  # nothing of ours crosses the fork
-    control, child_end = multiprocessing.Pipe()
-    sandbox = multiprocessing.get_context("fork").Process(target=sandbox_process, args=(sandbox_port, child_end),
-                                                          daemon=True)
-    sandbox.start()
-    assert control.recv() == "ready"
+    sandbox, control = start_sandbox(sandbox_process, sandbox_port)
 
     print(f"1. placing {total:,} orders and sending them with every answer lost ...", flush=True)
     started = time.perf_counter()
-    clerk = get_user_model().objects.create_user("bench-clerk", password="bench-password-0123")
-    distributor = Distributor.objects.create(code="BENCH1", name="压测分销商")
-    distributor_open_accounts(distributor=distributor)
-    ledger_post(distributor=distributor, postings=[Posting(kind=AccountKind.PREPAID, amount=Decimal(total * 30))],
-                entry_kind=EntryKind.RECHARGE)
-    product = Product.objects.create(provider=UpstreamProvider.EXCHANGE, code="87103", name="视频会员月卡",
-                                     kind=OrderKind.DIRECT_CHARGE, sale_price=Decimal("22.00"))
-    ids = [
-        order_create(distributor=distributor, product=product, actor=clerk, target_account=f"1380000{n:05d}").pk
-        for n in range(total)
-    ]
+    clerk, ids = direct_charges(total)
     for start in range(0, total, 500):
         assert not orders_place(ids=ids[start : start + 500], actor=clerk).refused
     leave_unknown(ids, sandbox_url)
