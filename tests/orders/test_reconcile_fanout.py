@@ -32,7 +32,7 @@ from orders.services import (
     orders_reconcile_defer,
     orders_submit,
 )
-from orders.tasks import query_orders, reconcile
+from orders.tasks import query_order, query_orders, reconcile
 from providers.exchange.client import ORDER_STATUS_PROCESSING, ExchangeCallback
 from providers.models import ProviderCall
 from providers.results import Outcome
@@ -150,7 +150,7 @@ def test_reconciliation_pages_through_more_due_orders_than_one_page(one_order_pe
 def test_one_job_queries_its_whole_group_even_an_order_due_after_it_was_deferred(
     settings, exchange, clerk, distributor, direct_charge_product
 ):
-    settings.ORDER_QUERY_GROUP_SIZE = 1000
+    settings.ORDER_QUERY_GROUP_SIZE = 1_000_000_000  # every order of this test in one group, whatever its id
     first = unknown_orders(exchange, clerk, distributor, direct_charge_product, ["13800000001", "13800000002"])
     assert orders_reconcile_defer() == 1
     [job] = query_jobs()
@@ -217,8 +217,12 @@ def test_duplicated_jobs_for_one_order_query_it_once_and_release_its_price_once(
     assert prepaid(distributor) == Decimal("1000.00")
 
 
+@pytest.mark.parametrize("defer", [
+    pytest.param(lambda order_id: query_orders.defer(first_order_id=order_id, last_order_id=order_id), id="group job"),
+    pytest.param(lambda order_id: query_order.defer(order_id=order_id), id="one-order job deferred before groups"),
+])
 def test_duplicated_jobs_for_an_order_still_processing_upstream_query_it_once(
-    exchange, clerk, distributor, direct_charge_product
+    defer, exchange, clerk, distributor, direct_charge_product
 ):
     exchange.callback_delay = 600  # the platform is still charging when the jobs ask
     ids = [order_create(distributor=distributor, product=direct_charge_product, actor=clerk,
@@ -228,7 +232,7 @@ def test_duplicated_jobs_for_an_order_still_processing_upstream_query_it_once(
     orders_submit(order_ids=ids)
     a_minute_later(ids)
     for _ in range(3):
-        query_orders.defer(first_order_id=ids[0], last_order_id=ids[0])
+        defer(ids[0])
 
     run_worker()
 
