@@ -75,22 +75,31 @@ def free_port() -> int:
 # --- the sandbox, in a child process ---------------------------------------------------------
 
 
-def sandbox_process(port: int, control) -> None:
+def charge_stats(exchange) -> dict:
+    """What part 2 checks: every bizCode the sandbox received, and the callbacks delivered."""
+    return {
+        "charge_requests": dict(exchange.charge_requests),
+        "callbacks_delivered": [attempt["bizCode"] for attempt in exchange.callback_attempts if attempt["delivered"]],
+    }
+
+
+def sandbox_process(port: int, control, *, callback_delay: float = 0.05,
+                    callback_retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0), stats=charge_stats) -> None:
+    """The sandbox; answers "stats" on the pipe with stats(its redemption platform), read under its lock."""
     from providers.sandbox.server import serve
 
     httpd = serve("127.0.0.1", port)
     exchange = httpd.sandbox.vendor("exchange")
-    exchange.callback_delay = 0.05
-    exchange.callback_retry_delays = (0.5, 1.0, 2.0)
+    exchange.callback_delay = callback_delay
+    exchange.callback_retry_delays = callback_retry_delays
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     control.send("ready")
     while True:
         command = control.recv()
         if command == "stats":
             with exchange.lock:
-                counts = dict(exchange.charge_requests)
-                delivered = [attempt["bizCode"] for attempt in exchange.callback_attempts if attempt["delivered"]]
-            control.send({"charge_requests": counts, "callbacks_delivered": delivered})
+                answer = stats(exchange)
+            control.send(answer)
         elif command == "stop":
             httpd.shutdown()
             control.send("stopped")

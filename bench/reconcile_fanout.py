@@ -26,6 +26,7 @@ worker), BENCH_CAPACITY_CALLS (2000).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import statistics
@@ -39,7 +40,8 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from bench.orders_throughput import (  # noqa: E402 - sets up Django as every bench here does
+from bench import orders_throughput  # noqa: E402 - sets up Django as every bench here does
+from bench.orders_throughput import (  # noqa: E402
     CAPACITY_CALLS,
     CAPACITY_THREADS,
     CONCURRENCY,
@@ -59,31 +61,20 @@ from django.utils import timezone  # noqa: E402
 SETUP_PROCESSES = 4
 
 
-def sandbox_process(port: int, control) -> None:
-    """The sandbox, finishing every charge at once and sending each callback once (to nobody)."""
+def finishing_stats(exchange) -> dict:
+    """How far the platform got: its orders, those still processing, the callbacks it tried."""
     from providers.exchange.client import ORDER_STATUS_PROCESSING
-    from providers.sandbox.server import serve
 
-    httpd = serve("127.0.0.1", port)
-    exchange = httpd.sandbox.vendor("exchange")
-    exchange.callback_delay = 0.0
-    exchange.callback_retry_delays = ()
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    control.send("ready")
-    while True:
-        command = control.recv()
-        if command == "stats":
-            with exchange.lock:
-                control.send({
-                    "orders": len(exchange.orders),
-                    "processing": sum(1 for order in exchange.orders.values()
-                                      if order["status"] == ORDER_STATUS_PROCESSING),
-                    "callbacks_tried": len(exchange.callback_attempts),
-                })
-        elif command == "stop":
-            httpd.shutdown()
-            control.send("stopped")
-            return
+    return {
+        "orders": len(exchange.orders),
+        "processing": sum(1 for order in exchange.orders.values() if order["status"] == ORDER_STATUS_PROCESSING),
+        "callbacks_tried": len(exchange.callback_attempts),
+    }
+
+
+# The sandbox finishes every charge at once and sends each callback once (to nobody).
+sandbox_process = functools.partial(orders_throughput.sandbox_process, callback_delay=0.0, callback_retry_delays=(),
+                                    stats=finishing_stats)
 
 
 def info_capacity(references: list[str], round_name: str) -> float:
