@@ -320,8 +320,8 @@ def direct_charges(total: int):
     from distributors.models import AccountKind, Distributor, EntryKind
     from distributors.services import Posting, distributor_open_accounts, ledger_post
     from orders.models import OrderKind, Product
-    from providers.models import Provider
     from orders.services import order_create
+    from providers.models import Provider
 
     clerk = get_user_model().objects.create_user("bench-clerk", password="bench-password-0123")
     distributor = Distributor.objects.create(code="BENCH1", name="压测分销商")
