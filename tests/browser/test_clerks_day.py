@@ -370,8 +370,10 @@ def test_auditor_reads_the_order_history_and_changes_nothing(backoffice, open_br
     events = page.locator("#result_list tbody tr")
     # Inserted as a draft, then updated as it was placed, submitted and succeeded; all of this row.
     assert events.count() >= 3
-    assert set(page.locator("#result_list td.field-pgh_obj_id").all_inner_texts()) == {order_id}
-    assert "insert" in page.inner_text("#result_list")
+    assert set(page.locator("#result_list td.field-record_id").all_inner_texts()) == {order_id}
+    # In the auditor's words: the columns and the events in Chinese, not pghistory's field codes.
+    assert {"新建", "修改"} <= set(page.locator("#result_list td.field-event").all_inner_texts())
+    assert "PGH" not in page.inner_text("#result_list thead")
     assert page.locator("select[name=action]").count() == 0 and page.locator("a.addlink").count() == 0
     shot(page, "24-auditor-order-events")
 
