@@ -54,6 +54,9 @@ from bench.orders_throughput import (  # noqa: E402
     run_workers_until_final,
     start_sandbox,
 )
+
+# isort: split
+# Django's own modules only after the bench module above has set Django up.
 from django.conf import settings  # noqa: E402
 from django.db import connections  # noqa: E402
 from django.utils import timezone  # noqa: E402

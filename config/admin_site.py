@@ -12,9 +12,9 @@ from functools import update_wrapper
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
-from django.utils.translation import gettext_lazy as _
 
 from config import second_factor
 from config.security import second_factor_missing, second_factor_redirect

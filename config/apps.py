@@ -7,15 +7,14 @@ the app a translatable name and renames its models in `ready()`. Only the `_meta
 changes: migrations are built from a model's original Meta, so no migration follows.
 """
 
-from django.apps import AppConfig
-from django.contrib.admin.apps import AdminConfig
-from django.utils.translation import gettext_lazy as _
-from pghistory.apps import PGHistoryConfig
-
 import axes.apps
 import django_otp.plugins.otp_static.apps
 import django_otp.plugins.otp_totp.apps
 import procrastinate.contrib.django.apps
+from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
+from django.utils.translation import gettext_lazy as _
+from pghistory.apps import PGHistoryConfig
 
 
 class BackOfficeConfig(AppConfig):

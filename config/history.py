@@ -24,8 +24,8 @@ from django.core.exceptions import ValidationError
 from django.db import connections, models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.dateparse import parse_date
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from pghistory import core

@@ -12,9 +12,8 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from datetime import date, datetime
-from datetime import timezone as dt_timezone
 from functools import cache, lru_cache
 from typing import Any
 
@@ -28,9 +27,8 @@ from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.safestring import mark_safe
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from orders.pins import masked_card_number
 
@@ -120,7 +118,7 @@ def _datetime_text(value: Any) -> str:
     except (TypeError, ValueError):
         return _as_text(value)
     if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, dt_timezone.utc)
+        moment = timezone.make_aware(moment, UTC)
     return local_time(moment)
 
 

@@ -21,6 +21,7 @@ from config.models import ExportKind
 from config.spreadsheets import xlsx_bytes
 from distributors.erp_sync import erp_sync_resolve, erp_sync_retry
 from distributors.exports import erp_syncs_export, export_job_create, fund_transactions_export
+from distributors.forms import FundTransactionForm, StatementForm
 from distributors.fund_transactions import (
     FUND_TRANSACTION_EDITABLE_FIELDS,
     fund_transaction_approve,
@@ -29,7 +30,6 @@ from distributors.fund_transactions import (
     fund_transaction_update,
     fund_transactions_submit,
 )
-from distributors.forms import FundTransactionForm, StatementForm
 from distributors.models import (
     Account,
     BalanceCheck,

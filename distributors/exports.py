@@ -13,8 +13,8 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.translation import get_language
 
-from distributors.models import ErpSync, FundTransaction
 from config.spreadsheets import xlsx_bytes
+from distributors.models import ErpSync, FundTransaction
 from distributors.resources import (
     CSV_CONTENT_TYPE,
     XLSX_CONTENT_TYPE,
@@ -24,7 +24,6 @@ from distributors.resources import (
     export_file,
     resource_rows,
 )
-
 
 logger = logging.getLogger(__name__)
 

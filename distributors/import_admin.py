@@ -15,9 +15,8 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from distributors.imports import FileRefused, ImportRefused, format_for_filename, import_job_confirm, import_job_create
 from distributors.models import ImportJob

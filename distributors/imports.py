@@ -41,8 +41,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+# Reading the file (config.spreadsheet_import) is shared with the batch order import; the old
+# private names stay in use here.
 from config.history import SOURCE_IMPORT
-# Reading the file is shared with the batch order import; the old private names stay in use here.
 from config.spreadsheet_import import FileRefused, cell_value, format_for_filename, read_rows
 from config.spreadsheet_import import check_size as _check_size
 from config.spreadsheet_import import is_blank as _is_blank

@@ -35,11 +35,11 @@ from orders.models import (
 from orders.pins import masked, masked_card_number
 from orders.selectors import batch_progress
 from orders.services import (
+    ORDER_EDITABLE_FIELDS,
     BatchImportRefused,
     batch_place,
     card_secret_reveal,
     card_secrets_export,
-    ORDER_EDITABLE_FIELDS,
     order_create,
     order_resolve,
     order_update,
@@ -47,7 +47,6 @@ from orders.services import (
 )
 from providers.exceptions import ProviderError
 from providers.models import Provider
-
 
 LEGACY_IMPORT_SESSION_KEY = "orders_batch_import"
 PREVIEW_ROWS = 50

@@ -41,7 +41,7 @@ class ProviderResult:
     client_reference: str = ""
     settlement_price: Decimal | None = None
     card_secrets: tuple[CardSecretData, ...] = ()
-    items: tuple["ProviderResult", ...] = ()
+    items: tuple[ProviderResult, ...] = ()
     data: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

@@ -7,10 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from config.provider_settings import provider_accounts
-
 
 SUITE_LOG = Path(tempfile.gettempdir()) / f"backoffice-suite-{os.getpid()}.log"
 

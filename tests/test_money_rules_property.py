@@ -37,7 +37,9 @@ from django.db.models import Sum
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from hypothesis import HealthCheck, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from config.provider_settings import provider_accounts
@@ -49,7 +51,14 @@ from distributors.fund_transactions import (
     fund_transaction_reverse,
     fund_transactions_submit,
 )
-from distributors.models import Account, DistributorStatus, EntryKind, FundTransaction, FundTransactionStatus, LedgerEntry
+from distributors.models import (
+    Account,
+    DistributorStatus,
+    EntryKind,
+    FundTransaction,
+    FundTransactionStatus,
+    LedgerEntry,
+)
 from orders import services
 from orders.models import OrderKind, OrderStatus, Product, RechargeOrder
 from orders.services import (

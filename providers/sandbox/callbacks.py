@@ -9,7 +9,6 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-
 # Straight to the receiver: a proxy configured for outbound traffic has no business here.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

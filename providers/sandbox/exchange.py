@@ -24,6 +24,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
+from providers.exceptions import ProviderMisconfigured
 from providers.exchange import signing
 from providers.exchange.client import (
     ORDER_STATUS_FAILED,
@@ -32,7 +33,6 @@ from providers.exchange.client import (
     SUCCESS_STATUS,
     ExchangeSettings,
 )
-from providers.exceptions import ProviderMisconfigured
 from providers.sandbox.callbacks import post_callback
 from providers.sandbox.server import Fault, SandboxRequest, SandboxResponse, VendorSandbox
 

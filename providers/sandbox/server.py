@@ -59,11 +59,11 @@ class SandboxResponse:
     content_type: str = "application/json;charset=UTF-8"
 
     @classmethod
-    def json(cls, data: Any, status: int = 200) -> "SandboxResponse":
+    def json(cls, data: Any, status: int = 200) -> SandboxResponse:
         return cls(status=status, body=json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
     @classmethod
-    def text(cls, text: str, status: int = 200) -> "SandboxResponse":
+    def text(cls, text: str, status: int = 200) -> SandboxResponse:
         return cls(status=status, body=text.encode("utf-8"), content_type="text/plain;charset=UTF-8")
 
 
@@ -92,7 +92,7 @@ class VendorSandbox:
     prefix: str = ""
     name: str = ""
 
-    def __init__(self, server: "Sandbox") -> None:
+    def __init__(self, server: Sandbox) -> None:
         self.server = server
         self.lock = threading.RLock()
 

@@ -11,7 +11,13 @@ from django.utils import timezone
 from openpyxl import load_workbook
 
 from config.roles import AUDITOR
-from distributors.imports import import_fund_transactions, import_job_confirm, import_job_create, import_job_run, import_job_validate
+from distributors.imports import (
+    import_fund_transactions,
+    import_job_confirm,
+    import_job_create,
+    import_job_run,
+    import_job_validate,
+)
 from distributors.models import FundTransaction, FundTransactionStatus, ImportJob, ImportStatus
 from tests.distributors.import_support import CHINESE, ENGLISH, csv_bytes, row, xlsx
 from tests.factories import make_distributor, make_user, sign_in

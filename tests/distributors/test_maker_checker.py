@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
 from config.roles import FINANCE_SUPERVISOR
+from distributors.forms import FundTransactionForm
 from distributors.fund_transactions import (
     TransitionRefused,
     fund_transaction_approve,
@@ -22,7 +23,6 @@ from distributors.fund_transactions import (
     fund_transaction_update,
     fund_transactions_submit,
 )
-from distributors.forms import FundTransactionForm
 from distributors.models import Account, FundTransaction, FundTransactionStatus, FundTransactionType
 from tests.factories import make_distributor, make_user, sign_in
 

@@ -125,7 +125,7 @@ def test_wrong_headers_are_reported_on_row_one(distributor, direct_charge_produc
     ("batch.xls", b"\xd0\xcf\x11\xe0 old excel", "Only .xlsx and .csv"),
     ("batch.xlsx", b"PK\x03\x04 not really a zip", "not an Excel workbook"),
     ("batch.csv", b"", "The file is empty"),
-    ("batch.csv", "Account\n".encode(), "no rows to import"),
+    ("batch.csv", b"Account\n", "no rows to import"),
 ])
 def test_files_that_cannot_be_read_are_refused_whole(distributor, direct_charge_product, clerk, name, content,
                                                      message):

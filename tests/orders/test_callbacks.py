@@ -12,7 +12,6 @@ import pytest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import RequestFactory
-from django.urls import reverse
 from pghistory.models import Events
 
 from config.provider_settings import provider_accounts

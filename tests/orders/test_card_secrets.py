@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from decimal import Decimal
 
 import pytest
 from cryptography.fernet import Fernet
@@ -11,13 +10,12 @@ from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
-from openpyxl import load_workbook
 
 from orders.models import CardSecret, PinDisclosure
 from orders.pins import PinUnreadable, decrypt_pin, encrypt_pin
 from orders.services import _store_cards, card_secret_reveal, card_secrets_export, order_create
 from providers.results import CardSecretData
-from tests.factories import make_user, sign_in
+from tests.factories import sign_in
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,6 @@ import providers.best_gerp.client
 import providers.bst17.client
 import providers.exchange.client
 import providers.wdt.client  # noqa: F401  (every vendor's exception classes are defined once imported)
-from providers.sandbox import bst17 as sandbox_bst17
 from config.provider_settings import provider_accounts
 from distributors.erp_sync import erp_sync_submit
 from distributors.fund_transactions import fund_transaction_approve, fund_transactions_submit
@@ -36,6 +35,7 @@ from providers.exceptions import (
     SignatureInvalid,
     consequence_of,
 )
+from providers.sandbox import bst17 as sandbox_bst17
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db

@@ -145,7 +145,7 @@ def test_the_sign_on_the_wire_is_md5_of_the_sorted_fields_and_the_secret(best_se
         (
             f"appId={fields['appId']}bizParam={fields['bizParam']}serviceType={fields['serviceType']}"
             f"timestamp={fields['timestamp']}{APP_SECRET}"
-        ).encode("utf-8")
+        ).encode()
     ).hexdigest()
     assert fields["sign"] == expected
 
