@@ -209,7 +209,7 @@ class StealMeter:
         return (ticks[7] if len(ticks) > 7 else 0), sum(ticks[:8])
 
     def report(self) -> str:
-        steal, total = (now - then for now, then in zip(self._read(), self.start))
+        steal, total = (now - then for now, then in zip(self._read(), self.start, strict=True))
         return f" (CPU stolen by the hypervisor meanwhile: {steal / total:.0%})" if total else ""
 
 

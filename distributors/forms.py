@@ -39,7 +39,12 @@ class FundTransactionForm(forms.ModelForm):
 
     class Meta:
         model = FundTransaction
-        fields = "__all__"
+        # Every field the model lets a form edit, named so that a new field is never exposed by default.
+        fields = [
+            "distributor", "type", "amount", "payment_channel", "payer_account", "receiving_account", "voucher_no",
+            "completed_at", "remark", "external_reference", "status", "reverses", "created_by", "submitted_at",
+            "decided_by", "decided_at", "rejection_reason",
+        ]
 
     def clean(self):
         from distributors.fund_transactions import TransitionRefused, fund_transaction_lock_editable

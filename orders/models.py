@@ -286,6 +286,9 @@ class CallbackNonce(models.Model):
         verbose_name_plural = _("callback nonces")
         constraints = [models.UniqueConstraint(fields=["provider", "nonce"], name="callback_nonce_once")]
 
+    def __str__(self) -> str:
+        return f"{self.provider} {self.nonce}"
+
 
 @pghistory.track()
 class UpstreamBalance(models.Model):
@@ -304,3 +307,6 @@ class UpstreamBalance(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["provider", "merchant_account"], name="upstream_balance_once"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.merchant_account}"

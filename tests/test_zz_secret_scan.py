@@ -62,7 +62,6 @@ def whole_database_text() -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_no_secret_or_pin_in_the_database_the_call_log_or_the_logs(sandbox_with_callbacks):
-    sandbox = sandbox_with_callbacks
     clerk = make_user("scan-clerk", FINANCE_CLERK)
     distributor = make_distributor()
     fund(distributor, "5000.00")

@@ -359,7 +359,7 @@ class Bst17Client(ProviderClient):
         """
         agt_phone = read_callback_fields(payload)["agtPhone"]
         client = cls(merchant_account=callback_account(SETTINGS_PREFIX, "AGT_PHONE", agt_phone))
-        client.config  # read now: a callback of an incomplete account is refused before it is verified
+        _ = client.config  # read now: a callback of an incomplete account is refused before it is verified
         return client
 
     def verify_callback(self, payload: Mapping[str, Any]) -> Bst17Callback:

@@ -71,7 +71,7 @@ MAX_NONCE_LENGTH = 128
 # than is stored. A callback with any other value is refused before anything else is done.
 CALLBACK_HEADER_SHAPES = {
     "businessId": re.compile(r"[A-Za-z0-9_-]{1,64}"),
-    "nonce": re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_NONCE_LENGTH),
+    "nonce": re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_NONCE_LENGTH),  # noqa: UP031 - the braces are the pattern's
     "timestamp": re.compile(r"[0-9]{1,13}"),
     "signType": re.compile("|".join(re.escape(sign_type) for sign_type in signing.SIGN_TYPES)),
     # Base64 of an RSA signature (344 characters for 2048 bits, 684 for 4096) or 32 hex digits of MD5.
@@ -196,7 +196,7 @@ class ExchangeClient(ProviderClient):
         """
         business_id = read_callback_headers(headers)["businessId"]
         client = cls(merchant_account=callback_account(SETTINGS_PREFIX, "BUSINESS_ID", business_id))
-        client.config  # read now: a callback of an incomplete account is refused before it is verified
+        _ = client.config  # read now: a callback of an incomplete account is refused before it is verified
         return client
 
     def secret_values(self) -> list[str]:

@@ -60,7 +60,7 @@ def csv_rows(content: bytes) -> list[list[str]]:
 def test_transactions_to_xlsx_keep_numbers_and_neutralize_formulas(clerk_client, transaction):
     header, line = xlsx_rows(export(clerk_client, "export_xlsx", transaction))
 
-    values = dict(zip(header, line))
+    values = dict(zip(header, line, strict=True))
     assert values["Amount"] == 1234.5  # a number cell
     assert values["Remark"] == '\'=HYPERLINK("http://evil.example","点我")'
     assert values["Payer account"] == "'+8613800000000"
@@ -70,7 +70,7 @@ def test_transactions_to_xlsx_keep_numbers_and_neutralize_formulas(clerk_client,
 def test_transactions_to_csv_neutralize_formulas_too(clerk_client, transaction):
     header, line = csv_rows(export(clerk_client, "export_csv", transaction))
 
-    values = dict(zip(header, line))
+    values = dict(zip(header, line, strict=True))
     assert values["Amount"] == "1234.50"
     assert values["Remark"].startswith("'=HYPERLINK")
     assert values["Payer account"] == "'+8613800000000"
@@ -81,7 +81,7 @@ def test_sync_results_export(clerk_client, transaction, action):
     content = export(clerk_client, action, transaction)
 
     rows = xlsx_rows(content) if action.endswith("xlsx") else csv_rows(content)
-    values = dict(zip(rows[0], rows[1]))
+    values = dict(zip(rows[0], rows[1], strict=True))
     assert values["Client reference"] == f"FT{transaction.pk:010d}"
     assert values["Last error"] == "'@SUM(1+1) upstream said no"
     assert values["Status"] == "Failed"

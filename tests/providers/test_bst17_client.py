@@ -309,7 +309,7 @@ def test_cards_that_do_not_decrypt_name_the_card_key_and_keep_no_pin(settings, u
 def test_the_card_key_defaults_to_the_app_key(settings, upstream):
     settings.PROVIDERS = provider_accounts(environment(BST17_CARD_KEY=""))
     body = load("ecoupon_response_success.json")
-    for card, pin in zip(body["data"], FIXTURE_PINS):
+    for card, pin in zip(body["data"], FIXTURE_PINS, strict=True):
         card["cardPwd"] = signing.des_encrypt(pin, support.APP_KEY)
     upstream.post(ECOUPON_URL, json=body)
 

@@ -57,7 +57,7 @@ def cards():
         order = order_create(distributor=distributor, product=product, actor=creator, quantity=len(pins))
         RechargeOrder.objects.filter(pk=order.pk).update(status=OrderStatus.SUCCEEDED)
         _store_cards(order, [CardSecretData(card_number=number, pin=pin)
-                             for number, pin in zip(CARD_NUMBERS[code], pins)])
+                             for number, pin in zip(CARD_NUMBERS[code], pins, strict=True)])
         orders.append(order)
     # One earlier, legitimate reveal, so the disclosure log has a row to show.
     supervisor = make_user("card_supervisor", FINANCE_SUPERVISOR)
@@ -261,5 +261,5 @@ def test_the_recorded_export_holds_the_card_numbers_whole(client, cards):
 
     assert response["Content-Type"].startswith(XLSX)
     rows = list(load_workbook(BytesIO(response.content)).active.iter_rows(min_row=2, values_only=True))
-    assert sorted((row[2], row[3]) for row in rows) == sorted(zip(ALL_CARD_NUMBERS, ALL_PINS))
+    assert sorted((row[2], row[3]) for row in rows) == sorted(zip(ALL_CARD_NUMBERS, ALL_PINS, strict=True))
     assert PinDisclosure.objects.filter(user=supervisor, channel="export").count() == len(ALL_PINS)

@@ -33,7 +33,7 @@ def signed_in(client) -> bool:
 
 
 def fail_until_locked(client, username, address="203.0.113.10"):
-    for attempt in range(settings.AXES_FAILURE_LIMIT):
+    for _attempt in range(settings.AXES_FAILURE_LIMIT):
         response = sign_in(client, username, "wrong password", address)
     return response
 
