@@ -91,7 +91,8 @@ INSERT INTO orders_rechargeorder (
     status_reason, query_attempts, created_by_id, created_at)
 SELECT
     (SELECT array_agg(id ORDER BY id) FROM distributors_distributor)[1 + g %% %(distributors)s],
-    p.ids[1 + g %% 20], p.providers[1 + g %% 20], 'default', p.kinds[1 + g %% 20], '138' || lpad((g %% 100000000)::text, 8, '0'), '', '', 1, 100,
+    p.ids[1 + g %% 20], p.providers[1 + g %% 20], 'default', p.kinds[1 + g %% 20],
+    '138' || lpad((g %% 100000000)::text, 8, '0'), '', '', 1, 100,
     to_char(ts, 'YYYYMMDD') || upper(lpad(to_hex(g), 12, '0')), 98.50, 'UP' || g, 97.00,
     CASE WHEN g %% 100 < 80 THEN 'succeeded' WHEN g %% 100 < 92 THEN 'failed' WHEN g %% 100 < 96 THEN 'accepted'
          WHEN g %% 100 < 98 THEN 'queued' WHEN g %% 100 < 99 THEN 'unknown' ELSE 'manual_review' END,

@@ -206,7 +206,8 @@ def run(total: int) -> None:
           f"({len(finished):,} final of {total:,}, {elapsed:.1f} s from all workers up{measured.steal})"
           f"  -> {throughput / capacity:.0%} of the sandbox's order/info capacity (target: at least 50%)")
     if finished:
-        print(f"CPU per final order: {'  '.join(f'{name} {seconds / len(finished) * 1000:.2f} ms' for name, seconds in cpu_used.items())}"
+        per_order = "  ".join(f"{name} {seconds / len(finished) * 1000:.2f} ms" for name, seconds in cpu_used.items())
+        print(f"CPU per final order: {per_order}"
               f"  = {sum(cpu_used.values()) / len(finished) * 1000:.2f} ms in all; machine busy "
               f"{sum(cpu_used.values()) / elapsed / (os.cpu_count() or 1):.0%} of {os.cpu_count()} cores")
         ours = cpu_used["workers"] + cpu_used["PostgreSQL"]

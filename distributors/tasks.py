@@ -16,7 +16,9 @@ logger = logging.getLogger(__name__)
 def _check_and_report(triggered_by: str) -> int:
     check = ledger_balance_check(triggered_by=triggered_by)
     if check.mismatches:
-        logger.error("Ledger check %s: %d accounts differ from their ledgers: %s", check.pk, len(check.mismatches), check.mismatches)
+        logger.error(
+            "Ledger check %s: %d accounts differ from their ledgers: %s", check.pk, len(check.mismatches), check.mismatches
+        )
     else:
         logger.info("Ledger check %s: %d accounts, every balance equals its ledger", check.pk, check.accounts_checked)
     return check.pk

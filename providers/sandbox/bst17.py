@@ -209,7 +209,9 @@ class Bst17Sandbox(VendorSandbox):
             )
             delivered = answer.lower() == "success"
             with self.lock:
-                self.callback_attempts.append({"reqStreamId": stream_id, "url": url, "answer": answer[:200], "delivered": delivered})
+                self.callback_attempts.append(
+                    {"reqStreamId": stream_id, "url": url, "answer": answer[:200], "delivered": delivered}
+                )
             if delivered:
                 return
 
@@ -232,7 +234,11 @@ class Bst17Sandbox(VendorSandbox):
 
     def _order_answer(self, order: dict[str, Any], config: Bst17Settings) -> SandboxResponse:
         cards = [
-            {"cardNum": card["cardNum"], "cardPwd": signing.des_encrypt(card["pin"], config.card_key), "expiretime": card["expiretime"]}
+            {
+                "cardNum": card["cardNum"],
+                "cardPwd": signing.des_encrypt(card["pin"], config.card_key),
+                "expiretime": card["expiretime"],
+            }
             for card in order["cards"]
         ]
         return self._answer(1000, "充值成功", data=cards, stream_id=order["reqStreamId"], order_no=order["orderNo"])

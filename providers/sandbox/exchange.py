@@ -204,7 +204,9 @@ class ExchangeSandbox(VendorSandbox):
             for item in items:
                 spec = Decimal(str(item["spec"])) if item.get("spec") is not None else None
                 item_price = (spec * Decimal("0.95")).quantize(Decimal("0.01")) if spec else price
-                orders.append(self._new_order(item["bizCode"], item["account"], payload["productCode"], item_price, payload, config))
+                orders.append(
+                    self._new_order(item["bizCode"], item["account"], payload["productCode"], item_price, payload, config)
+                )
             self.batches[payload["batchBizCode"]] = codes
         for order in orders:
             self._schedule_callback(order["bizCode"], config)

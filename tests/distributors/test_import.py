@@ -190,7 +190,8 @@ def test_upload_preview_confirm_through_the_admin(clerk_client, clerk, distribut
     clerk_client.post(reverse("admin:distributors_importjob_add"), {"file": good})
     job = ImportJob.objects.order_by("-pk").first()
     import_job_validate(import_job_id=job.pk)
-    assert 'id="confirm-import"' in clerk_client.get(reverse("admin:distributors_importjob_change", args=[job.pk])).content.decode()
+    change_page = clerk_client.get(reverse("admin:distributors_importjob_change", args=[job.pk]))
+    assert 'id="confirm-import"' in change_page.content.decode()
     clerk_client.post(reverse("admin:distributors_importjob_confirm", args=[job.pk]))
     import_job_run(import_job_id=job.pk)
     assert FundTransaction.objects.get().voucher_no == "V1"

@@ -46,7 +46,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def no_jobs_left_over():
     # Django's flush between transactional tests skips procrastinate's unmanaged tables.
     with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM procrastinate_events; DELETE FROM procrastinate_periodic_defers; DELETE FROM procrastinate_jobs")
+        cursor.execute(
+            "DELETE FROM procrastinate_events; DELETE FROM procrastinate_periodic_defers; DELETE FROM procrastinate_jobs"
+        )
 
 
 @pytest.fixture

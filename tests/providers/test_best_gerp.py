@@ -165,7 +165,9 @@ def test_optional_fields_are_left_out_and_money_keeps_two_decimals(best_settings
 
     sent = responses.calls[0].request
     fields = form_fields(sent.body, sent.headers["Content-Type"])
-    assert fields["bizParam"] == '{"distributorCustomerName":"QY9","distributorEnv":"CROSSBORDER","type":"REFUND","totalPrice":7.00}'
+    assert fields["bizParam"] == (
+        '{"distributorCustomerName":"QY9","distributorEnv":"CROSSBORDER","type":"REFUND","totalPrice":7.00}'
+    )
 
 
 @responses.activate
@@ -266,7 +268,9 @@ def test_an_answer_that_cannot_be_classified_is_unknown_never_success(best_setti
 def test_connection_refused_means_nothing_was_sent(best_settings):
     responses.post(
         ENDPOINT,
-        body=requests.exceptions.ConnectionError(NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")),
+        body=requests.exceptions.ConnectionError(
+            NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
+        ),
     )
 
     with pytest.raises(ProviderNotReached) as caught:

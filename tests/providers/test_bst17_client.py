@@ -152,7 +152,9 @@ def test_the_product_list_is_typed_with_exact_amounts(client, upstream):
 
     assert [p.code for p in products] == ["8", "12", "18"]
     first = products[0]
-    assert (first.business_code, first.face_value, first.price, first.discount) == ("1", Decimal("500"), Decimal("500"), Decimal("96.89"))
+    assert (first.business_code, first.face_value, first.price, first.discount) == (
+        "1", Decimal("500"), Decimal("500"), Decimal("96.89"),
+    )
     assert (first.province, first.arrive_type, first.arrival) == ("广东", 1, "normal")
 
 
@@ -164,7 +166,10 @@ def test_the_balance_is_typed_with_exact_amounts(client, upstream):
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(1004, ProviderRejected), (1013, ProviderRejected), (1017, Bst17QueryTooFrequent), (1003, OutcomeUnknown), (4242, OutcomeUnknown)],
+    [
+        (1004, ProviderRejected), (1013, ProviderRejected), (1017, Bst17QueryTooFrequent), (1003, OutcomeUnknown),
+        (4242, OutcomeUnknown),
+    ],
 )
 def test_a_balance_query_that_does_not_succeed_raises(client, upstream, status, error):
     upstream.post(BALANCE_URL, json=answer(status, "no"))
@@ -226,7 +231,10 @@ def test_a_definite_refusal_of_a_purchase_raises_with_the_code(client, upstream,
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [(1003, Outcome.UNKNOWN), (1011, Outcome.ACCEPTED), (1015, Outcome.UNKNOWN), (1017, Outcome.UNKNOWN), (1018, Outcome.FAILED), (9999, Outcome.UNKNOWN), ("abc", Outcome.UNKNOWN)],
+    [
+        (1003, Outcome.UNKNOWN), (1011, Outcome.ACCEPTED), (1015, Outcome.UNKNOWN), (1017, Outcome.UNKNOWN),
+        (1018, Outcome.FAILED), (9999, Outcome.UNKNOWN), ("abc", Outcome.UNKNOWN),
+    ],
 )
 def test_other_purchase_statuses_map_through_the_one_table(client, upstream, status, outcome):
     upstream.post(ECOUPON_URL, json=answer(status, reqStreamId=STREAM_ID))
@@ -331,7 +339,10 @@ def test_card_info_of_a_finished_order_gives_its_cards(client, upstream):
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [(1001, Outcome.FAILED), (1003, Outcome.UNKNOWN), (1011, Outcome.ACCEPTED), (1015, Outcome.ACCEPTED), (1018, Outcome.FAILED), (7777, Outcome.UNKNOWN)],
+    [
+        (1001, Outcome.FAILED), (1003, Outcome.UNKNOWN), (1011, Outcome.ACCEPTED), (1015, Outcome.ACCEPTED),
+        (1018, Outcome.FAILED), (7777, Outcome.UNKNOWN),
+    ],
 )
 def test_card_info_statuses_map_to_the_order_state(client, upstream, status, outcome):
     upstream.post(CARD_INFO_URL, json=answer(status, reqStreamId=STREAM_ID))

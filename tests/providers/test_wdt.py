@@ -240,7 +240,9 @@ def test_an_answer_without_a_readable_status_is_unknown_never_success(wdt_settin
 def test_connection_refused_means_nothing_was_sent(wdt_settings):
     responses.post(
         ENDPOINT,
-        body=requests.exceptions.ConnectionError(NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")),
+        body=requests.exceptions.ConnectionError(
+            NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
+        ),
     )
 
     with pytest.raises(ProviderNotReached):

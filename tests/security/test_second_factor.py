@@ -90,7 +90,10 @@ def test_a_supervisor_with_a_device_gives_a_code_at_each_sign_in(client, world):
     supervisor = make_user("returning_supervisor", FINANCE_SUPERVISOR)
     device = TOTPDevice.objects.create(user=supervisor, name="phone", confirmed=True)
 
-    signed_in = client.post(reverse("admin:login"), {"username": "returning_supervisor", "password": "a-long-test-password", "next": FUND_TRANSACTIONS})
+    signed_in = client.post(
+        reverse("admin:login"),
+        {"username": "returning_supervisor", "password": "a-long-test-password", "next": FUND_TRANSACTIONS},
+    )
     assert signed_in.status_code == 302
     asked = client.get(signed_in["Location"])
     assert asked.status_code == 302 and asked["Location"].startswith(VERIFY)
