@@ -31,6 +31,7 @@ APPLICATION_ROLE = "backoffice_app"
 def embedded_database_settings(data_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
     """The application's connection settings and the owner's, starting the server if needed."""
     import psycopg
+    from psycopg import sql
 
     socket_dir, superuser = _start(data_dir)
     try:
@@ -44,9 +45,13 @@ def embedded_database_settings(data_dir: Path) -> tuple[dict[str, str], dict[str
         conn = psycopg.connect(host=socket_dir, user=superuser, dbname="postgres", autocommit=True)
     with conn:
         _create_roles(conn)
-        _create_database(conn)
-    with psycopg.connect(host=socket_dir, user=superuser, dbname=DATABASE_NAME, autocommit=True) as conn:
-        _hand_over_to_owner(conn)
+        if _create_database(conn) != OWNER_ROLE:
+            # Made by an older start as the superuser: its objects first, then the database, so a
+            # start interrupted in between hands them over again next time.
+            with psycopg.connect(host=socket_dir, user=superuser, dbname=DATABASE_NAME, autocommit=True) as db:
+                _hand_over_to_owner(db)
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(DATABASE_NAME), sql.Identifier(OWNER_ROLE)))
 
     application = {
         "ENGINE": "django.db.backends.postgresql",
@@ -74,22 +79,22 @@ def _create_roles(conn) -> None:
             pass  # another process (web, worker) created it at the same moment
 
 
-def _create_database(conn) -> None:
+def _create_database(conn) -> str:
+    """Create the database, owned by the owner role, if it is missing; its owner."""
     import psycopg
     from psycopg import sql
 
     owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
                          [DATABASE_NAME]).fetchone()
-    if owner is None:
-        logger.info("Creating database %s on the embedded server", DATABASE_NAME)
-        try:
-            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(DATABASE_NAME), sql.Identifier(OWNER_ROLE)))
-        except psycopg.errors.DuplicateDatabase:
-            pass  # another process (web, worker) created it at the same moment
-    elif owner[0] != OWNER_ROLE:
-        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+    if owner is not None:
+        return owner[0]
+    logger.info("Creating database %s on the embedded server", DATABASE_NAME)
+    try:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
             sql.Identifier(DATABASE_NAME), sql.Identifier(OWNER_ROLE)))
+    except psycopg.errors.DuplicateDatabase:
+        pass  # another process (web, worker) created it at the same moment
+    return OWNER_ROLE
 
 
 # Everything in the public schema the owner does not own yet, tables first: a table takes its

@@ -46,6 +46,18 @@ def roles_exist(request):
 
 
 @pytest.fixture
+def no_jobs_left_over():
+    """For tests whose jobs a worker takes: Django's flush between transactional tests skips
+    procrastinate's unmanaged tables, so each such test starts with them empty."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM procrastinate_events; DELETE FROM procrastinate_periodic_defers; DELETE FROM procrastinate_jobs"
+        )
+
+
+@pytest.fixture
 def clerk():
     from config.roles import FINANCE_CLERK
     from tests.factories import make_user

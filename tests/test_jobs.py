@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django.models import ProcrastinateJob
 
@@ -11,16 +11,7 @@ from distributors.models import BalanceCheck
 from distributors.tasks import verify_ledger
 from tests.factories import fund, make_distributor
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_jobs_left_over():
-    # Django's flush between transactional tests skips procrastinate's unmanaged tables.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM procrastinate_events; DELETE FROM procrastinate_periodic_defers; DELETE FROM procrastinate_jobs"
-        )
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_jobs_left_over")]
 
 
 def test_a_rolled_back_transaction_leaves_no_job():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django.models import ProcrastinateJob
 
@@ -12,16 +11,7 @@ from distributors.models import FundTransaction, ImportJob, ImportStatus
 from tests.distributors.import_support import row, xlsx
 from tests.factories import make_distributor, make_user
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_jobs_left_over():
-    # Django's flush between transactional tests skips procrastinate's unmanaged tables.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM procrastinate_events; DELETE FROM procrastinate_periodic_defers; DELETE FROM procrastinate_jobs"
-        )
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_jobs_left_over")]
 
 
 def run_worker():

@@ -16,7 +16,7 @@ import time
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django.models import ProcrastinateJob
@@ -39,16 +39,7 @@ from providers.results import Outcome
 from providers.sandbox.server import Fault
 
 # The worker takes jobs on its own connection: what the test writes must be committed.
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_jobs_left_over():
-    # Django's flush between transactional tests skips procrastinate's unmanaged tables.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM procrastinate_events; DELETE FROM procrastinate_periodic_defers; DELETE FROM procrastinate_jobs"
-        )
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_jobs_left_over")]
 
 
 @pytest.fixture

@@ -7,10 +7,7 @@ the test database), so every statement here is one the web server or the worker 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,11 +18,11 @@ from django.db import DatabaseError, connection, transaction
 from config.database_roles import append_only_models, as_owner, check_application_owns_nothing
 from distributors.models import LedgerEntry
 from tests.factories import fund, make_distributor
+from tests.test_configuration import run_settings
 
 pytestmark = pytest.mark.django_db
 
 INSUFFICIENT_PRIVILEGE = "42501"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def refused(statement: str, params=()) -> str:
@@ -135,12 +132,7 @@ def test_the_deployment_check_warns_when_the_application_would_be_the_owner(sett
 
 
 def settings_error(**env: str) -> str:
-    environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_OWNER_URL")}
-    environment.update(env, DEBUG="1", DJANGO_SETTINGS_MODULE="config.settings")
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120,
-    )
+    result = run_settings("pass", DEBUG="1", **env)
     assert result.returncode != 0
     return result.stderr.strip().splitlines()[-1]
 
