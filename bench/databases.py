@@ -16,7 +16,7 @@ from config.database_roles import owner_credentials, use_credentials
 
 
 @contextmanager
-def bench_databases(aliases: tuple[str, ...] = ("default", "call_log")) -> Iterator[None]:
+def bench_databases(aliases: tuple[str, ...] = ("default", "call_log", "progress")) -> Iterator[None]:
     owner = owner_credentials()
     application = use_credentials("default", owner) if owner else None
     databases = setup_databases(verbosity=0, interactive=False, aliases=set(aliases))

@@ -52,10 +52,13 @@ SUPERVISOR_PERMISSIONS = CLERK_PERMISSIONS | {
     # Login lockouts (django-axes): see who is locked out, and clear it by deleting the attempts.
     ("axes", "view_accessattempt"),
     ("axes", "delete_accessattempt"),
+    # Every import and export, anyone's: who moved which file, when, and how it ended.
+    ("backoffice", "view_filejob"),
 }
 
 AUDITOR_PERMISSIONS = _view_all() | {
     ("distributors", "export_statement"),
+    ("backoffice", "view_filejob"),
 }
 
 ROLE_PERMISSIONS = {

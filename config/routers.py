@@ -1,6 +1,7 @@
 """Route the call log to its own connection, so it commits independently of the business transaction."""
 
 CALL_LOG_ALIAS = "call_log"
+PROGRESS_ALIAS = "progress"  # file jobs' progress counters (config.file_jobs), written beside their transaction
 
 # What an upstream sent or was sent, kept whatever becomes of the business transaction around it;
 # none of it carries a history context. (A callback's nonce is not among them: it is taken in the
@@ -19,8 +20,8 @@ class CallLogRouter:
     db_for_read = db_for_write
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
-        # The call-log alias is a second connection to the same database: migrate only once.
-        return db != CALL_LOG_ALIAS
+        # The call-log and progress aliases are more connections to the same database: migrate only once.
+        return db not in (CALL_LOG_ALIAS, PROGRESS_ALIAS)
 
     def allow_relation(self, obj1, obj2, **hints):
         return True

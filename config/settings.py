@@ -138,6 +138,9 @@ DATABASES["call_log"] = {
     "OPTIONS": {**DATABASES["default"]["OPTIONS"], "server_side_binding": True, "prepare_threshold": 2},
     "TEST": {"MIRROR": "default"},
 }
+# A third connection for the progress of file jobs (config.file_jobs): an import saves its rows in
+# one long transaction, and the count written beside it must commit at once for the progress page.
+DATABASES["progress"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
 DATABASE_ROUTERS = ["config.routers.CallLogRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -254,9 +257,6 @@ ORDER_SUBMIT_CHUNK_SIZE = env.int("ORDER_SUBMIT_CHUNK_SIZE", default=25)
 RECONCILE_CRON = env.str("RECONCILE_CRON", default="* * * * *")
 # A batch direct charge holds at most this many items (one file, one batch).
 ORDER_BATCH_MAX_ITEMS = env.int("ORDER_BATCH_MAX_ITEMS", default=20_000)
-# A previewed batch file can be confirmed for this many minutes; then it is deleted and must be
-# uploaded again (orders.batch_uploads).
-ORDER_BATCH_PREVIEW_MINUTES = env.int("ORDER_BATCH_PREVIEW_MINUTES", default=60)
 # Jobs left "doing" by a worker that stopped sending heartbeats are put back in the queue
 # (every job body is safe to run again: submissions claim their rows first, see orders.services).
 JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=10.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime
 import functools
 import io
 import logging
@@ -19,11 +20,14 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.etree import ElementTree
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db.models import TextChoices
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from openpyxl.utils.datetime import from_excel
 
@@ -357,3 +361,116 @@ def map_header(header: Sequence[Any], columns: Sequence[Column]) -> tuple[dict[s
         })
         raise FileRefused.with_errors(errors)
     return positions, labels
+
+
+# --- Cell conversions every import uses ---------------------------------------------------
+
+_lookups: dict[type[TextChoices], dict[str, str]] = {}
+
+
+def choice_lookup(choices: type[TextChoices], aliases: dict[str, str]) -> dict[str, str]:
+    """Every spelling accepted for a choice: its code, its label in each language, the aliases."""
+    if choices not in _lookups:
+        _lookups[choices] = _build_lookup(choices, aliases)
+    return _lookups[choices]
+
+
+def _build_lookup(choices: type[TextChoices], aliases: dict[str, str]) -> dict[str, str]:
+    lookup = {normalize_header(code): code for code in choices.values}
+    for language in ("en", "zh-hans"):
+        with translation.override(language):
+            lookup.update({normalize_header(str(label)): code for code, label in choices.choices})
+    lookup.update({normalize_header(alias): code for alias, code in aliases.items()})
+    return lookup
+
+
+MAX_AMOUNT = Decimal("99999999999999.99")  # max_digits=16, decimal_places=2
+CENT = Decimal("0.01")
+DATETIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d",
+    "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d",
+    "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日",
+)
+
+
+def parse_amount(value: Any) -> Decimal:
+    """A positive amount with at most two decimals. Floats come from xlsx number cells.
+
+    repr() of a float is the shortest text that reads back as the same float, i.e. what the cell
+    held ("100.1"), so Decimal(repr()) never invents digits; a value Excel computed, such as
+    0.30000000000000004, is refused for its decimals rather than silently rounded.
+    """
+    if isinstance(value, bool):
+        raise ValidationError(_("“%(value)s” is not an amount.") % {"value": value})
+    if isinstance(value, float):
+        text = repr(value)
+    elif isinstance(value, (int, Decimal)):
+        text = str(value)
+    else:
+        text = str(value).strip().replace(",", "").replace("，", "").lstrip("¥￥")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValidationError(_("“%(value)s” is not an amount.") % {"value": value}) from None
+    if not amount.is_finite():
+        raise ValidationError(_("“%(value)s” is not an amount.") % {"value": value})
+    if abs(amount) > MAX_AMOUNT:
+        raise ValidationError(_("The amount is too large."))
+    if amount != amount.quantize(CENT):
+        raise ValidationError(_("The amount has more than two decimals: %(value)s.") % {"value": text})
+    if amount <= 0:
+        raise ValidationError(_("The amount must be greater than zero."))
+    return amount.quantize(CENT)
+
+
+def parse_choice(value: Any, lookup: dict[str, str]) -> str:
+    code = lookup.get(normalize_header(value))
+    if code is None:
+        raise ValidationError(_("“%(value)s” is not one of the accepted values.") % {"value": value})
+    return code
+
+
+def parse_datetime(value: Any, latest: datetime.datetime | None = None) -> datetime.datetime:
+    """A completion time: a date cell, or text such as 2025-01-31 14:05:00, in TIME_ZONE if naive.
+
+    `latest` is the latest time accepted (now, give or take clock skew), computed once per file.
+    """
+    if isinstance(value, datetime.datetime):
+        moment = value
+    elif isinstance(value, datetime.date):
+        moment = datetime.datetime.combine(value, datetime.time())
+    else:
+        text = str(value).strip()
+        moment = None
+        for pattern in DATETIME_FORMATS:
+            try:
+                moment = datetime.datetime.strptime(text, pattern)
+                break
+            except ValueError:
+                continue
+        if moment is None:
+            try:
+                moment = datetime.datetime.fromisoformat(text)
+            except ValueError:
+                raise ValidationError(
+                    _("“%(value)s” is not a date and time (write it like 2025-01-31 14:05:00).") % {"value": text}
+                ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.get_current_timezone())  # zoneinfo: what make_aware does
+    if latest is None:
+        latest = timezone.now() + datetime.timedelta(minutes=5)
+    if moment > latest:
+        raise ValidationError(_("The completion time is in the future."))
+    return moment
+
+
+def parse_text(value: Any, max_length: int) -> str:
+    """A text cell. A number typed into a text column (an account number) is kept as its digits."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        value = value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()
+    text = str(value).strip()
+    if len(text) > max_length:
+        raise ValidationError(_("Longer than %(max)d characters.") % {"max": max_length})
+    return text

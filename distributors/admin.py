@@ -6,22 +6,24 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Prefetch
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from config.admin_actions import confirmed_action
 from config.admin_mixins import ReadOnlyAdminMixin, ReadOnlyInlineMixin
 from config.admin_paging import LargeTableAdminMixin, RelatedCodeSearchMixin
-from config.models import ExportKind
+from config.imports import file_import_create
+from config.models import FileJobKind
+from config.spreadsheet_import import FileRefused
 from config.spreadsheets import xlsx_bytes
 from distributors.erp_sync import erp_sync_resolve, erp_sync_retry
-from distributors.exports import erp_syncs_export, export_job_create, fund_transactions_export
-from distributors.forms import FundTransactionForm, StatementForm
+from distributors.exports import erp_syncs_export, fund_transactions_export, large_export_create
+from distributors.forms import FundTransactionForm, FundTransactionImportForm, StatementForm
 from distributors.fund_transactions import (
     FUND_TRANSACTION_EDITABLE_FIELDS,
     fund_transaction_approve,
@@ -30,6 +32,7 @@ from distributors.fund_transactions import (
     fund_transaction_update,
     fund_transactions_submit,
 )
+from distributors.imports import TEMPLATE_LANGUAGES
 from distributors.models import (
     Account,
     BalanceCheck,
@@ -41,6 +44,7 @@ from distributors.models import (
     LedgerEntry,
     SyncStatus,
 )
+from distributors.resources import XLSX_CONTENT_TYPE, template_bytes
 from distributors.selectors import account_statement
 from distributors.services import distributor_open_accounts, distributors_set_status
 
@@ -273,6 +277,51 @@ class FundTransactionAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.M
     change_list_template = "admin/distributors/fundtransaction/change_list.html"
     form = FundTransactionForm
 
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("import/", view(self.import_view), name="distributors_fundtransaction_import"),
+            path("import/template/<str:headers>/", view(self.import_template_view),
+                 name="distributors_fundtransaction_import_template"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request):
+        """Upload: the file becomes an import job, checked in the background; its page is the preview.
+
+        Anyone who may add fund transactions may import them: an import records drafts only.
+        """
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = FundTransactionImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                job = file_import_create(kind=FileJobKind.FUND_TRANSACTION_IMPORT, actor=request.user,
+                                         filename=upload.name, content=upload.read(), language=get_language())
+            except FileRefused as refused:
+                form.add_error("file", str(refused))
+            else:
+                return HttpResponseRedirect(reverse("admin:backoffice_filejob_change", args=[job.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Import fund transactions from Excel"),
+            "form": form,
+            "templates": [(language, reverse("admin:distributors_fundtransaction_import_template", args=[language]))
+                          for language in TEMPLATE_LANGUAGES],
+        }
+        return TemplateResponse(request, "admin/distributors/fundtransaction/import.html", context)
+
+    def import_template_view(self, request, headers):
+        if headers not in TEMPLATE_LANGUAGES:
+            raise Http404
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        response = HttpResponse(template_bytes(headers=headers), content_type=XLSX_CONTENT_TYPE)
+        response["Content-Disposition"] = f'attachment; filename="fund-transactions-template-{headers}.xlsx"'
+        return response
+
     def get_queryset(self, request):
         # to_attr: a plain list per row, without the related manager and queryset that
         # prefetch_related("erp_syncs") builds for each of the page's rows.
@@ -280,36 +329,36 @@ class FundTransactionAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.M
 
     @admin.action(description=gettext_lazy("Export selected transactions (.xlsx)"), permissions=["view"])
     def export_xlsx(self, request, queryset):
-        return self._export(request, queryset, ExportKind.FUND_TRANSACTIONS, "xlsx")
+        return self._export(request, queryset, FileJobKind.FUND_TRANSACTION_EXPORT, "xlsx")
 
     @admin.action(description=gettext_lazy("Export selected transactions (.csv)"), permissions=["view"])
     def export_csv(self, request, queryset):
-        return self._export(request, queryset, ExportKind.FUND_TRANSACTIONS, "csv")
+        return self._export(request, queryset, FileJobKind.FUND_TRANSACTION_EXPORT, "csv")
 
     @admin.action(description=gettext_lazy("Export the ERP sync results of the selected transactions (.xlsx)"),
                   permissions=["view"])
     def export_syncs_xlsx(self, request, queryset):
-        return self._export(request, queryset, ExportKind.ERP_SYNCS, "xlsx")
+        return self._export(request, queryset, FileJobKind.ERP_SYNC_EXPORT, "xlsx")
 
     @admin.action(description=gettext_lazy("Export the ERP sync results of the selected transactions (.csv)"),
                   permissions=["view"])
     def export_syncs_csv(self, request, queryset):
-        return self._export(request, queryset, ExportKind.ERP_SYNCS, "csv")
+        return self._export(request, queryset, FileJobKind.ERP_SYNC_EXPORT, "csv")
 
     def _export(self, request, queryset, kind: str, file_format: str):
         """Small selections download at once; large ones become a job whose page shows its progress."""
         if queryset.count() <= settings.EXPORT_INLINE_MAX_ROWS:
-            if kind == ExportKind.FUND_TRANSACTIONS:
+            if kind == FileJobKind.FUND_TRANSACTION_EXPORT:
                 return fund_transactions_export(queryset, file_format=file_format)
             return erp_syncs_export(queryset, file_format=file_format)
-        job = export_job_create(kind=kind, file_format=file_format, queryset=queryset, actor=request.user)
+        job = large_export_create(kind=kind, file_format=file_format, queryset=queryset, actor=request.user)
         self.message_user(
             request,
             _("The export of %(count)d rows runs in the background; its page shows how far it is, and the "
               "file is there when it is done.") % {"count": job.total_rows},
             messages.INFO,
         )
-        return HttpResponseRedirect(reverse("admin:backoffice_exportjob_change", args=[job.pk]))
+        return HttpResponseRedirect(reverse("admin:backoffice_filejob_change", args=[job.pk]))
 
     @admin.display(description=gettext_lazy("ERP syncs"))
     def sync_summary(self, fund_transaction: FundTransaction) -> str:
@@ -476,5 +525,3 @@ class ErpSyncAdmin(LargeTableAdminMixin, ReadOnlyAdmin):
             form_class=ReviewNoteForm,
         )
 
-
-from distributors import import_admin  # noqa: E402,F401  (registers the import pages)

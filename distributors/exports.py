@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 
-from django.db import models
 from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.translation import get_language
 
+from config.file_jobs import counting
 from config.spreadsheets import xlsx_bytes
 from distributors.models import ErpSync, FundTransaction
 from distributors.resources import (
@@ -59,82 +59,38 @@ def erp_syncs_export(fund_transactions, *, file_format: str) -> HttpResponse:
     return _response(content, file_format=file_format, name="erp-syncs")
 
 
-# --- Large exports: a background job with progress ---------------------------------------------
+# --- Large exports: the writers of their file jobs (config.exports) --------------------------
 
 PROGRESS_EVERY_ROWS = 1000
 
 
-def _queryset_for(kind: str, ids):
-    from config.models import ExportKind
+def _write(job, progress, resource, queryset, title: str) -> bytes:
+    header, rows = resource_rows(resource, queryset, native=job.file_format != "csv")
+    counted = counting(rows, progress, PROGRESS_EVERY_ROWS)
+    if job.file_format == "csv":
+        return csv_bytes(header=header, rows=counted)
+    return xlsx_bytes(title=title, header=header, rows=counted)
 
-    if kind == ExportKind.FUND_TRANSACTIONS:
-        return (FundTransaction.objects.filter(pk__in=ids)
+
+def fund_transactions_file(job, progress) -> bytes:
+    queryset = (FundTransaction.objects.filter(pk__in=job.options["selected_ids"])
                 .select_related("distributor", "created_by", "decided_by").order_by("pk"))
-    return (ErpSync.objects.filter(fund_transaction__in=ids)
-            .select_related("fund_transaction__distributor").order_by("pk"))
+    headers = "zh" if job.language.startswith("zh") else "en"
+    return _write(job, progress, FundTransactionExportResource(headers=headers), queryset, "fund transactions")
 
 
-def export_job_create(*, kind: str, file_format: str, queryset, actor):
-    """Record what to export and queue the job, in one transaction; returns the ExportJob."""
-    from django.db import transaction
+def erp_syncs_file(job, progress) -> bytes:
+    queryset = (ErpSync.objects.filter(fund_transaction__in=job.options["selected_ids"])
+                .select_related("fund_transaction__distributor").order_by("pk"))
+    return _write(job, progress, ErpSyncResource(), queryset, "ERP syncs")
 
-    from config.models import ExportJob, ExportKind
-    from distributors.tasks import run_export
+
+def large_export_create(*, kind: str, file_format: str, queryset, actor):
+    """A file job for the fund transactions selected (or their ERP syncs); returns the FileJob."""
+    from config.exports import file_export_create
+    from config.models import FileJobKind
 
     ids = list(queryset.order_by().values_list("pk", flat=True))
-    with transaction.atomic():
-        job = ExportJob.objects.create(
-            kind=kind, file_format=file_format, selected_ids=ids, created_by=actor,
-            language=get_language() or "zh-hans",
-            total_rows=len(ids) if kind == ExportKind.FUND_TRANSACTIONS else ErpSync.objects.filter(
-                fund_transaction__in=ids).count(),
-        )
-        run_export.defer(export_job_id=job.pk)
-    return job
-
-
-def export_job_run(*, export_job_id: int) -> str:
-    """Write the file in the job's language, counting rows as they go, and keep it on the job."""
-    from django.utils import translation
-
-    from config.models import ExportJob, ExportKind, ExportStatus
-
-    job = ExportJob.objects.get(pk=export_job_id)
-    if job.status != ExportStatus.QUEUED:
-        return job.status
-    ExportJob.objects.filter(pk=job.pk).update(status=ExportStatus.RUNNING)
-    try:
-        with translation.override(job.language):
-            if job.kind == ExportKind.FUND_TRANSACTIONS:
-                headers = "zh" if job.language.startswith("zh") else "en"
-                resource, title = FundTransactionExportResource(headers=headers), "fund transactions"
-            else:
-                resource, title = ErpSyncResource(), "ERP syncs"
-            header, rows = resource_rows(resource, _queryset_for(job.kind, job.selected_ids),
-                                         native=job.file_format != "csv")
-            counted = _counting(rows, job.pk)
-            if job.file_format == "csv":
-                content = csv_bytes(header=header, rows=counted)
-            else:
-                content = xlsx_bytes(title=title, header=header, rows=counted)
-    except Exception as err:  # the clerk sees why on the job page; the log has the traceback
-        logger.exception("Export %s failed", job.pk)
-        ExportJob.objects.filter(pk=job.pk).update(status=ExportStatus.FAILED, error=str(err)[:2000],
-                                                   finished_at=timezone.now())
-        return ExportStatus.FAILED
-    ExportJob.objects.filter(pk=job.pk).update(
-        status=ExportStatus.DONE, content=content, finished_at=timezone.now(),
-        processed_rows=models.F("total_rows"),
-    )
-    return ExportStatus.DONE
-
-
-def _counting(rows, export_job_id: int):
-    from config.models import ExportJob
-
-    written = 0
-    for row in rows:
-        yield row
-        written += 1
-        if written % PROGRESS_EVERY_ROWS == 0:
-            ExportJob.objects.filter(pk=export_job_id).update(processed_rows=written)
+    total = len(ids) if kind == FileJobKind.FUND_TRANSACTION_EXPORT else ErpSync.objects.filter(
+        fund_transaction__in=ids).count()
+    return file_export_create(kind=kind, file_format=file_format, selected_ids=ids, total_rows=total, actor=actor)

@@ -9,6 +9,18 @@ from django.utils.translation import gettext_lazy as _
 from distributors.models import AccountKind, FundTransaction
 
 
+class FundTransactionImportForm(forms.Form):
+    file = forms.FileField(
+        label=_("file"),
+        help_text=_("An .xlsx workbook or a .csv file with the template's column headers."),
+    )
+
+    def clean_file(self):
+        from config.imports import clean_upload
+
+        return clean_upload(self.cleaned_data["file"])
+
+
 class StatementForm(forms.Form):
     account = forms.ChoiceField(label=_("account"), choices=AccountKind.choices, initial=AccountKind.PREPAID)
     start = forms.DateField(label=_("from"), widget=forms.DateInput(attrs={"type": "date"}))

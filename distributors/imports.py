@@ -1,14 +1,8 @@
-"""Importing fund transactions from a clerk's .xlsx or .csv file: check every row, then save all or none.
+"""Importing fund transactions from a clerk's .xlsx or .csv file, through the one import pipeline.
 
-The flow (each step a service; the two long ones run as background jobs, see distributors.tasks):
-
-    import_job_create   upload: store the file, queue the check          -> UPLOADED
-    import_job_validate the dry run: read, check every row, count        -> READY (errors listed, nothing saved)
-                        and keep the converted rows (ImportJob.checked_rows)
-    import_job_confirm  the clerk confirms a file without errors         -> IMPORTING
-    import_job_run      check those rows against the database again,     -> DONE | FAILED
-                        then bulk_create in batches in ONE transaction, inside a history
-                        context naming the import and the user
+config.imports runs every import the same way (upload, check, confirm, save all or none, as
+background jobs on a FileJob); this is what is particular to fund transactions: the columns,
+the cells' conversions and the checks against the database.
 
 Idempotency: each row has an external reference, the file's own (column 外部单号 / External
 reference) or, when absent, a SHA-256 digest of the row's business content. FundTransaction has a
@@ -16,9 +10,8 @@ unique constraint on it, so a row whose reference is already recorded is reporte
 imported" and skipped; importing the same file twice creates nothing. Voucher numbers are unique
 too: one recorded under another reference is an error, not a skip.
 
-Formulas are refused, never evaluated: a formula cell (an <f> element) is reported with its formula
-text, and so is any text starting with "=" (in a CSV it would be a formula once opened in Excel).
-The cached result Excel stored next to a formula is never read.
+Formulas are refused, never evaluated (config.spreadsheet_import): the cached result Excel stored
+next to a formula is never read.
 """
 
 from __future__ import annotations
@@ -26,63 +19,75 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
-import json
-import logging
-import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import pghistory
-from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
-from django.utils import timezone, translation
+from django.db import connection
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-# Reading the file (config.spreadsheet_import) is shared with the batch order import; the old
-# private names stay in use here.
-from config.history import SOURCE_IMPORT
-from config.spreadsheet_import import FileRefused, cell_value, format_for_filename, read_rows
-from config.spreadsheet_import import check_size as _check_size
-from config.spreadsheet_import import is_blank as _is_blank
+from config.file_jobs import Progress
+from config.imports import CheckedFile, ParsedFile, SpreadsheetImport
+from config.models import FileJob, FileJobKind
+from config.spreadsheet_import import Column, choice_lookup, parse_amount, parse_choice, parse_datetime, parse_text
 from distributors.models import (
     Distributor,
     DistributorStatus,
     FundTransaction,
     FundTransactionStatus,
     FundTransactionType,
-    ImportJob,
-    ImportStatus,
     PaymentChannel,
 )
-from distributors.resources import (
-    CHANNEL_ALIASES,
-    COLUMNS,
-    TYPE_ALIASES,
-    choice_lookup,
-    column_for_header,
-    parse_amount,
-    parse_choice,
-    parse_datetime,
-    parse_text,
-)
 
-logger = logging.getLogger(__name__)
-
-MAX_COLUMNS = 50  # cells further right are ignored: no template is that wide
 BATCH_SIZE = 2000
-PROGRESS_EVERY = 5000
-# Progress is written on the second connection to the same database (the call-log alias), so it
-# commits at once and the progress page sees it while the import's own transaction is still open.
-PROGRESS_DB_ALIAS = "call_log"
-# Imports run one at a time (a transaction-level advisory lock), so two files sharing a voucher
-# number give one clear "already recorded" error rather than a unique-constraint failure.
-IMPORT_LOCK_KEY = 0x46_54_49_4D  # "FTIM"
-
 TEXT_FIELDS = ("payer_account", "receiving_account", "voucher_no", "remark", "external_reference")
-Progress = Callable[[int], None]
+
+# The one mapping table between file columns and fields, in template order. Headers are part of
+# the file format, not of the interface: both sets are accepted whatever language the clerk uses.
+COLUMNS: tuple[Column, ...] = (
+    Column("distributor_code", "Distributor code", "分销商编号", required=True),
+    Column("type", "Type", "类型", required=True),
+    Column("amount", "Amount", "金额", required=True),
+    Column("payment_channel", "Payment channel", "支付方式", required=True),
+    Column("payer_account", "Payer account", "付款账号"),
+    Column("receiving_account", "Receiving account", "收款账号"),
+    Column("voucher_no", "Voucher number", "凭证号"),
+    Column("completed_at", "Completion time", "完成时间"),
+    Column("remark", "Remark", "备注"),
+    Column("external_reference", "External reference", "外部单号"),
+)
+TEMPLATE_LANGUAGES = ("zh", "en")
+
+
+# Chinese names clerks write that the interface labels may not match word for word.
+TYPE_ALIASES = {
+    "充值": FundTransactionType.RECHARGE,
+    "退款": FundTransactionType.REFUND,
+    "返利": FundTransactionType.REBATE,
+    "扣款": FundTransactionType.DEDUCTION,
+    "扣减": FundTransactionType.DEDUCTION,
+    "授信增加": FundTransactionType.CREDIT_INCREASE,
+    "增加授信": FundTransactionType.CREDIT_INCREASE,
+    "授信减少": FundTransactionType.CREDIT_DECREASE,
+    "减少授信": FundTransactionType.CREDIT_DECREASE,
+}
+CHANNEL_ALIASES = {
+    "支付宝": PaymentChannel.ALIPAY,
+    "微信": PaymentChannel.WECHAT,
+    "微信支付": PaymentChannel.WECHAT,
+    "银行转账": PaymentChannel.BANK_TRANSFER,
+    "转账": PaymentChannel.BANK_TRANSFER,
+    "现金": PaymentChannel.CASH,
+    "供应链支付": PaymentChannel.SUPPLY_CHAIN,
+    "招行直连": PaymentChannel.CMB_DIRECT,
+    "招商银行直连": PaymentChannel.CMB_DIRECT,
+    "快钱": PaymentChannel.BILL99,
+    "财付通": PaymentChannel.TENPAY,
+    "快捷支付": PaymentChannel.QUICK_PAY,
+    "其他": PaymentChannel.OTHER,
+}
 
 
 @dataclass(slots=True)
@@ -98,61 +103,7 @@ class ParsedRow:
     completed_at: datetime.datetime | None
     remark: str
     external_reference: str
-    reference_given: bool
-
-
-@dataclass
-class ParsedFile:
-    total_rows: int = 0
-    rows: list[ParsedRow] = field(default_factory=list)
-    errors: list[dict] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)  # field -> column header as the file writes it
-
-
-@dataclass
-class CheckedFile:
-    total_rows: int
-    new_rows: list[ParsedRow]
-    skipped: int
-    errors: list[dict]
-
-
-# --- Reading the file ----------------------------------------------------------------------
-
-
-# --- Checking rows -------------------------------------------------------------------------
-
-
-def _map_header(header: list[Any]) -> tuple[dict[str, int], dict[str, str]]:
-    """Column positions by field, and how the file names each field. Raises FileRefused listing every problem."""
-    errors, positions, labels = [], {}, {}
-    chinese = False
-    for index, raw in enumerate(header):
-        if raw is None or str(raw).strip() == "":
-            continue
-        text = str(raw).strip()
-        column = column_for_header(text)
-        if column is None:
-            errors.append({"row": 1, "field": text, "message": _("Unknown column “%(header)s”.") % {"header": text}})
-            continue
-        if column.field in positions:
-            errors.append({"row": 1, "field": text, "message": _("The column “%(header)s” appears twice.") % {"header": text}})
-            continue
-        positions[column.field] = index
-        labels[column.field] = text
-        chinese = chinese or text == column.chinese
-    for column in COLUMNS:
-        labels.setdefault(column.field, column.chinese if chinese else column.english)
-        if column.required and column.field not in positions:
-            errors.append({"row": 1, "field": labels[column.field], "message": _("This column is missing.")})
-    if errors:
-        expected = "、".join(c.chinese for c in COLUMNS) if chinese else ", ".join(c.english for c in COLUMNS)
-        errors.append({
-            "row": 1, "field": "",
-            "message": _("The first row must hold the template's column headers: %(headers)s.") % {"headers": expected},
-        })
-        raise FileRefused.with_errors(errors)
-    return positions, labels
+    reference_given: bool = False
 
 
 def row_digest(row: ParsedRow) -> str:
@@ -163,10 +114,18 @@ def row_digest(row: ParsedRow) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-class _RowParser:
-    """Converts one row's cells; built once per file (lookups, limits, time zone), called per row."""
+class FundTransactionImport(SpreadsheetImport):
+    kind = FileJobKind.FUND_TRANSACTION_IMPORT
+    columns = COLUMNS
+    row_class = ParsedRow
+    # Anyone who may add fund transactions may import them: an import records drafts only,
+    # which still go through submission and approval.
+    permission = "distributors.add_fundtransaction"
+    # Imports run one at a time, so two files sharing a voucher number give one clear
+    # "already recorded" error rather than a unique-constraint failure.
+    lock_key = 0x46_54_49_4D  # "FTIM"
 
-    def __init__(self, positions: dict[str, int], labels: dict[str, str]):
+    def converters(self, job: FileJob) -> dict[str, Callable[[Any], Any]]:
         type_lookup = choice_lookup(FundTransactionType, TYPE_ALIASES)
         channel_lookup = choice_lookup(PaymentChannel, CHANNEL_ALIASES)
         latest = timezone.now() + datetime.timedelta(minutes=5)
@@ -177,7 +136,7 @@ class _RowParser:
                 value = value.replace(tzinfo=zone)
             return parse_datetime(value, latest)
 
-        converters: dict[str, Callable[[Any], Any]] = {
+        return {
             "distributor_code": functools.partial(parse_text, max_length=Distributor._meta.get_field("code").max_length),
             "type": functools.partial(parse_choice, lookup=type_lookup),
             "amount": parse_amount,
@@ -188,79 +147,39 @@ class _RowParser:
                 for name in TEXT_FIELDS
             },
         }
-        # ParsedRow's fields after `row`, in order: (position in the file or None, converter, required, label, empty)
-        self.fields = [
-            (positions.get(column.field), converters[column.field], column.required, labels[column.field],
-             None if column.field == "completed_at" else "")
-            for column in COLUMNS
-        ]
 
-    def parse(self, number: int, values: list[Any], errors: list[dict]) -> ParsedRow | None:
-        converted: list[Any] = []
-        width = len(values)
-        for position, convert, required, label, empty in self.fields:
-            value = values[position] if position is not None and position < width else None
-            try:
-                if type(value) is str:  # plain text: Formula and CellError are str subclasses
-                    value = value.strip() or None
-                elif value is not None and not isinstance(value, (int, float, datetime.date)):
-                    value = cell_value(value, required=required)  # refuses formulas and error cells
-                if value is None:
-                    if required:
-                        raise ValidationError(_("This cell is empty; it is required."))
-                    converted.append(empty)
-                    continue
-                converted.append(convert(value))
-            except ValidationError as err:
-                errors.append({"row": number, "field": label, "message": " ".join(err.messages)})
-        if len(converted) < len(self.fields):
-            return None
-        row = ParsedRow(number, *converted, bool(converted[-1]))
+    def empty_value(self, field_name: str) -> Any:
+        return None if field_name == "completed_at" else ""
+
+    def make_row(self, number: int, values: list[Any]) -> ParsedRow:
+        row = ParsedRow(number, *values, bool(values[-1]))
         if not row.reference_given:
             row.external_reference = row_digest(row)
         return row
 
+    def check(self, job: FileJob, parsed: ParsedFile) -> CheckedFile:
+        return check_rows(parsed, self)
 
-def parse_file(content: bytes, file_format: str, progress: Progress | None = None) -> ParsedFile:
-    """Read and convert every row. Needs no database; raises FileRefused for whole-file problems."""
-    rows = read_rows(content, file_format)
-    try:
-        first = next(rows, None)
-        if first is None or first[0] != 1 or _is_blank(first[1]):
-            raise FileRefused(_("The file is empty, or its first row (the column headers) is empty."))
-        header = list(first[1])
-        while header and header[-1] in (None, ""):
-            header.pop()
-        positions, labels = _map_header(header)
-        parser = _RowParser(positions, labels)
-        result = ParsedFile(labels=labels)
-        for number, values in rows:
-            if _is_blank(values):
-                continue  # blank lines between or after the data, as Excel leaves them
-            result.total_rows += 1
-            if result.total_rows > settings.IMPORT_MAX_ROWS:
-                raise FileRefused(
-                    _("The file has more than %(limit)d rows; split it into smaller files.")
-                    % {"limit": settings.IMPORT_MAX_ROWS}
-                )
-            row = parser.parse(number, values, result.errors)
-            if row is not None:
-                result.rows.append(row)
-            if progress and result.total_rows % PROGRESS_EVERY == 0:
-                progress(result.total_rows)
-    finally:
-        rows.close()
-    if result.total_rows == 0:
-        raise FileRefused(_("The file has column headers but no rows to import."))
-    return result
+    def save(self, job: FileJob, checked: CheckedFile, progress: Progress) -> dict[str, Any]:
+        ids = distributor_ids({row.distributor_code for row in checked.new_rows})
+        constants = {"status": FundTransactionStatus.DRAFT, "created_by": job.created_by_id, "created_at": timezone.now()}
+        done = 0
+        for batch in _chunks(checked.new_rows, BATCH_SIZE):
+            _insert_batch(
+                {
+                    "distributor": [ids[row.distributor_code] for row in batch],
+                    **{name: [getattr(row, name) for row in batch] for name in (
+                        "type", "amount", "payment_channel", "payer_account", "receiving_account", "voucher_no",
+                        "completed_at", "remark", "external_reference")},
+                },
+                constants,
+            )
+            done += len(batch)
+            progress(done)
+        return {}
 
 
-def _chunks(values: list, size: int = 5000) -> Iterator[list]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def check_rows(parsed: ParsedFile) -> CheckedFile:
+def check_rows(parsed: ParsedFile, spec: SpreadsheetImport) -> CheckedFile:
     """Checks that need the database and the whole file: distributors, duplicates, already imported."""
     errors = list(parsed.errors)
     labels = parsed.labels
@@ -335,9 +254,7 @@ def check_rows(parsed: ParsedFile) -> CheckedFile:
             continue
         new_rows.append(row)
 
-    order = {column.field: index for index, column in enumerate(COLUMNS)}
-    field_order = {labels[name]: index for name, index in order.items()}
-    errors.sort(key=lambda e: (e["row"] if e["row"] is not None else -1, field_order.get(e["field"], -1)))
+    errors = spec.sort_errors(errors, labels)
     return CheckedFile(total_rows=parsed.total_rows, new_rows=new_rows, skipped=skipped, errors=errors)
 
 
@@ -354,201 +271,14 @@ def _select_any(sql: str, values: list[str]) -> Iterator[tuple]:
             yield from cursor.fetchall()
 
 
-def pack_rows(parsed: ParsedFile) -> bytes:
-    """The checked rows, compressed, so the import saves exactly what the dry run checked."""
-    rows = [
-        [r.row, r.distributor_code, r.type, str(r.amount), r.payment_channel, r.payer_account, r.receiving_account,
-         r.voucher_no, r.completed_at.isoformat() if r.completed_at else None, r.remark, r.external_reference,
-         r.reference_given]
-        for r in parsed.rows
-    ]
-    document = {"total_rows": parsed.total_rows, "labels": parsed.labels, "rows": rows}
-    return zlib.compress(json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode(), 1)
-
-
-def unpack_rows(packed: bytes) -> ParsedFile:
-    document = json.loads(zlib.decompress(packed))
-    fromisoformat = datetime.datetime.fromisoformat
-    rows = [
-        ParsedRow(row, code, kind, Decimal(amount), channel, payer, receiving, voucher,
-                  fromisoformat(completed) if completed else None, remark, reference, given)
-        for row, code, kind, amount, channel, payer, receiving, voucher, completed, remark, reference, given
-        in document["rows"]
-    ]
-    return ParsedFile(total_rows=document["total_rows"], rows=rows, labels=document["labels"])
-
 
 def distributor_ids(codes: set[str]) -> dict[str, int]:
     return {code: pk for pk, code in _select_any("SELECT id, code FROM {distributor} WHERE code = ANY(%s)", sorted(codes))}
 
 
-# --- The services --------------------------------------------------------------------------
-
-
-def import_job_create(*, actor, filename: str, content: bytes, language: str) -> ImportJob:
-    """Store the upload and queue its check, in one transaction (no job without its row, nor the reverse)."""
-    from distributors.tasks import validate_import
-
-    file_format = format_for_filename(filename)
-    _check_size(content)
-    with transaction.atomic():
-        job = ImportJob.objects.create(
-            content=content,
-            original_filename=filename[-255:],
-            file_format=file_format,
-            language=language,
-            created_by=actor,
-        )
-        validate_import.defer(import_job_id=job.pk)
-    return job
-
-
-def _progress(import_job_id: int) -> Progress:
-    def report(rows: int) -> None:
-        ImportJob.objects.using(PROGRESS_DB_ALIAS).filter(pk=import_job_id).update(processed_rows=rows)
-
-    return report
-
-
-def _job_without_content(import_job_id: int) -> ImportJob:
-    return ImportJob.objects.defer("content", "checked_rows").get(pk=import_job_id)
-
-
-def _content(import_job_id: int) -> bytes:
-    return bytes(ImportJob.objects.values_list("content", flat=True).get(pk=import_job_id))
-
-
-def import_job_validate(*, import_job_id: int) -> str:
-    """The dry run: check every row and record the counts and every error; save no transaction."""
-    claimed = ImportJob.objects.filter(pk=import_job_id, status=ImportStatus.UPLOADED).update(
-        status=ImportStatus.VALIDATING, processed_rows=0, updated_at=timezone.now()
-    )
-    if not claimed:
-        return ImportJob.objects.values_list("status", flat=True).get(pk=import_job_id)
-    job = _job_without_content(import_job_id)
-    packed = b""
-    with translation.override(job.language):
-        try:
-            parsed = parse_file(_content(job.pk), job.file_format, _progress(job.pk))
-            checked = check_rows(parsed)
-            if not checked.errors:
-                packed = pack_rows(parsed)
-        except FileRefused as refused:
-            checked = CheckedFile(total_rows=0, new_rows=[], skipped=0, errors=refused.errors)
-        except Exception:
-            _fail(job, [{"row": None, "field": "", "message": _("The file could not be checked; ask for help.")}])
-            raise
-    job.status = ImportStatus.READY
-    job.total_rows = checked.total_rows
-    job.processed_rows = checked.total_rows
-    job.importable_rows = len(checked.new_rows) if not checked.errors else 0
-    job.skipped_count = checked.skipped
-    job.errors = checked.errors
-    job.checked_rows = packed
-    job.save(update_fields=["status", "total_rows", "processed_rows", "importable_rows", "skipped_count", "errors",
-                            "checked_rows", "updated_at"])
-    return job.status
-
-
-class ImportRefused(ValidationError):
-    """The import cannot be confirmed (it has errors, nothing to create, or it is not checked yet)."""
-
-
-def import_job_confirm(*, import_job_id: int, actor) -> ImportJob:
-    """IMPORTING, and the import queued, in one transaction; only a checked file without errors."""
-    from distributors.tasks import run_import
-
-    with transaction.atomic():
-        job = ImportJob.objects.defer("content", "checked_rows").select_for_update().get(pk=import_job_id)
-        if not job.can_confirm:
-            raise ImportRefused(_("This import cannot be confirmed: it is %(status)s, with %(errors)d errors and "
-                                  "%(rows)d rows to create.") % {"status": job.get_status_display(),
-                                                                  "errors": len(job.errors), "rows": job.importable_rows})
-        job.status = ImportStatus.IMPORTING
-        job.processed_rows = 0
-        job.save(update_fields=["status", "processed_rows", "updated_at"])
-        run_import.defer(import_job_id=job.pk)
-    return job
-
-
-class _Rollback(Exception):
-    def __init__(self, errors: list[dict]):
-        self.errors = errors
-
-
-def import_job_run(*, import_job_id: int) -> str:
-    """Check the rows again against the database (it may have changed since the dry run), then save them all.
-
-    Everything is created in ONE transaction: a failure anywhere leaves no transaction behind.
-    History rows are written by the database triggers, attributed to this import and its user.
-    """
-    job = _job_without_content(import_job_id)
-    if job.status != ImportStatus.IMPORTING:
-        logger.info("Import %s is %s, not importing; nothing done", job.pk, job.status)
-        return job.status
-    progress = _progress(job.pk)
-    with translation.override(job.language):
-        try:
-            packed = ImportJob.objects.values_list("checked_rows", flat=True).get(pk=job.pk)
-            created, skipped = _save(job, unpack_rows(bytes(packed)), progress)
-        except FileRefused as refused:
-            return _fail(job, refused.errors)
-        except _Rollback as rollback:
-            return _fail(job, rollback.errors)
-        except IntegrityError:
-            logger.warning("Import %s collided with another change", job.pk, exc_info=True)
-            return _fail(job, [{"row": None, "field": "", "message": _(
-                "Some of these rows were recorded by someone else meanwhile; nothing was imported. "
-                "Upload the file again to check it."
-            )}])
-        except Exception:
-            _fail(job, [{"row": None, "field": "", "message": _("The import failed; nothing was imported.")}])
-            raise
-    logger.info("Import %s: %d transactions created, %d rows already imported", job.pk, created, skipped)
-    return ImportStatus.DONE
-
-
-def _save(job: ImportJob, parsed: ParsedFile, progress: Progress) -> tuple[int, int]:
-    with pghistory.context(source=SOURCE_IMPORT, import_job=job.pk, user=job.created_by_id), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK_KEY])
-            # (pgtrigger.ignore is defined per connection in config/settings.py: keeps this linear)
-        checked = check_rows(parsed)
-        if checked.errors:
-            raise _Rollback(checked.errors)
-        ids = distributor_ids({row.distributor_code for row in checked.new_rows})
-        constants = {"status": FundTransactionStatus.DRAFT, "created_by": job.created_by_id, "created_at": timezone.now()}
-        done = 0
-        for batch in _chunks(checked.new_rows, BATCH_SIZE):
-            _insert_batch(
-                {
-                    "distributor": [ids[row.distributor_code] for row in batch],
-                    "type": [row.type for row in batch],
-                    "amount": [row.amount for row in batch],
-                    "payment_channel": [row.payment_channel for row in batch],
-                    "payer_account": [row.payer_account for row in batch],
-                    "receiving_account": [row.receiving_account for row in batch],
-                    "voucher_no": [row.voucher_no for row in batch],
-                    "completed_at": [row.completed_at for row in batch],
-                    "remark": [row.remark for row in batch],
-                    "external_reference": [row.external_reference for row in batch],
-                },
-                constants,
-            )
-            done += len(batch)
-            progress(done)
-        # The job row is touched only now, after the last progress write on the other connection.
-        job.status = ImportStatus.DONE
-        job.total_rows = checked.total_rows
-        job.processed_rows = checked.total_rows
-        job.created_count = len(checked.new_rows)
-        job.skipped_count = checked.skipped
-        job.errors = []
-        job.checked_rows = b""  # the file itself stays; the working copy is no longer needed
-        job.finished_at = timezone.now()
-        job.save(update_fields=["status", "total_rows", "processed_rows", "created_count", "skipped_count",
-                                "errors", "checked_rows", "finished_at", "updated_at"])
-    return job.created_count, job.skipped_count
+def _chunks(values: list, size: int = 5000) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _insert_batch(columns: dict[str, list], constants: dict[str, Any]) -> None:
@@ -581,23 +311,9 @@ def _insert_batch(columns: dict[str, list], constants: dict[str, Any]) -> None:
         cursor.execute(sql, [*select_params, *array_params])
 
 
-def _fail(job: ImportJob, errors: list[dict]) -> str:
-    job.status = ImportStatus.FAILED
-    job.errors = errors
-    job.importable_rows = 0
-    job.checked_rows = b""
-    job.finished_at = timezone.now()
-    job.save(update_fields=["status", "errors", "importable_rows", "checked_rows", "finished_at", "updated_at"])
-    return job.status
-
-
-def import_fund_transactions(*, actor, filename: str, content: bytes, language: str = "en") -> ImportJob:
+def import_fund_transactions(*, actor, filename: str, content: bytes, language: str = "en"):
     """Upload, check and (when the check is clean) import in this process: for the shell, the bench and tests."""
-    job = import_job_create(actor=actor, filename=filename, content=content, language=language)
-    import_job_validate(import_job_id=job.pk)
-    job.refresh_from_db()
-    if job.can_confirm:
-        import_job_confirm(import_job_id=job.pk, actor=actor)
-        import_job_run(import_job_id=job.pk)
-        job.refresh_from_db()
-    return job
+    from config.imports import file_import_now
+
+    return file_import_now(kind=FileJobKind.FUND_TRANSACTION_IMPORT, actor=actor, filename=filename,
+                           content=content, language=language)

@@ -1,10 +1,9 @@
-"""Import-export for fund transactions: the one column table, the templates and the exports.
+"""Exports of fund transactions and their ERP syncs, and the import template, with django-import-export.
 
-django-import-export gives the field-to-column mapping, the widgets and the export datasets. The
-import of a clerk's file does not go through its row-by-row `import_data` (one query and one save
-per row): distributors.imports reads the file itself, validates every row in Python and saves them
-with bulk_create. The resource's import path is kept working (widgets below) because the bench
-compares the two on the same rows.
+django-import-export gives the field-to-column mapping and streams the rows. Imports do not go
+through it (its row-by-row import costs a query and a save per row): they go through the import
+pipeline (config.imports, distributors.imports), whose columns the export repeats, so an export
+can be corrected and imported again.
 """
 
 from __future__ import annotations
@@ -13,222 +12,38 @@ import csv
 import datetime
 import io
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db.models import TextChoices
-from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from import_export import fields, resources, widgets
 
 from config.spreadsheets import spreadsheet_safe, xlsx_bytes
+from distributors.imports import COLUMNS
 from distributors.models import Distributor, ErpSync, FundTransaction, FundTransactionType, PaymentChannel
 
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 
 
-@dataclass(frozen=True)
-class Column:
-    field: str  # FundTransaction attribute (distributor_code stands for the distributor)
-    english: str  # header in the English template
-    chinese: str  # header in the Chinese template
-    required: bool = False  # the column must be present and its cells filled
-
-
-# The one mapping table between file columns and fields, in template order. Headers are part of
-# the file format, not of the interface: both sets are accepted whatever language the clerk uses.
-COLUMNS: tuple[Column, ...] = (
-    Column("distributor_code", "Distributor code", "分销商编号", required=True),
-    Column("type", "Type", "类型", required=True),
-    Column("amount", "Amount", "金额", required=True),
-    Column("payment_channel", "Payment channel", "支付方式", required=True),
-    Column("payer_account", "Payer account", "付款账号"),
-    Column("receiving_account", "Receiving account", "收款账号"),
-    Column("voucher_no", "Voucher number", "凭证号"),
-    Column("completed_at", "Completion time", "完成时间"),
-    Column("remark", "Remark", "备注"),
-    Column("external_reference", "External reference", "外部单号"),
-)
-COLUMNS_BY_FIELD = {column.field: column for column in COLUMNS}
-TEMPLATE_LANGUAGES = ("zh", "en")
-
-
-def _normalize_header(text: str) -> str:
-    return " ".join(str(text).replace("\u3000", " ").split()).casefold()
-
-
-def column_for_header(header: Any) -> Column | None:
-    """The column a header cell names, in Chinese or English, ignoring case and stray spaces."""
-    wanted = _normalize_header(header)
-    for column in COLUMNS:
-        if wanted in (_normalize_header(column.english), _normalize_header(column.chinese), column.field):
-            return column
-    return None
-
-
-# Chinese names clerks write that the interface labels may not match word for word.
-TYPE_ALIASES = {
-    "充值": FundTransactionType.RECHARGE,
-    "退款": FundTransactionType.REFUND,
-    "返利": FundTransactionType.REBATE,
-    "扣款": FundTransactionType.DEDUCTION,
-    "扣减": FundTransactionType.DEDUCTION,
-    "授信增加": FundTransactionType.CREDIT_INCREASE,
-    "增加授信": FundTransactionType.CREDIT_INCREASE,
-    "授信减少": FundTransactionType.CREDIT_DECREASE,
-    "减少授信": FundTransactionType.CREDIT_DECREASE,
-}
-CHANNEL_ALIASES = {
-    "支付宝": PaymentChannel.ALIPAY,
-    "微信": PaymentChannel.WECHAT,
-    "微信支付": PaymentChannel.WECHAT,
-    "银行转账": PaymentChannel.BANK_TRANSFER,
-    "转账": PaymentChannel.BANK_TRANSFER,
-    "现金": PaymentChannel.CASH,
-    "供应链支付": PaymentChannel.SUPPLY_CHAIN,
-    "招行直连": PaymentChannel.CMB_DIRECT,
-    "招商银行直连": PaymentChannel.CMB_DIRECT,
-    "快钱": PaymentChannel.BILL99,
-    "财付通": PaymentChannel.TENPAY,
-    "快捷支付": PaymentChannel.QUICK_PAY,
-    "其他": PaymentChannel.OTHER,
-}
-
-
-_lookups: dict[type[TextChoices], dict[str, str]] = {}
-
-
-def choice_lookup(choices: type[TextChoices], aliases: dict[str, str]) -> dict[str, str]:
-    """Every spelling accepted for a choice: its code, its label in each language, the aliases."""
-    if choices not in _lookups:
-        _lookups[choices] = _build_lookup(choices, aliases)
-    return _lookups[choices]
-
-
-def _build_lookup(choices: type[TextChoices], aliases: dict[str, str]) -> dict[str, str]:
-    lookup = {_normalize_header(code): code for code in choices.values}
-    for language in ("en", "zh-hans"):
-        with translation.override(language):
-            lookup.update({_normalize_header(str(label)): code for code, label in choices.choices})
-    lookup.update({_normalize_header(alias): code for alias, code in aliases.items()})
-    return lookup
-
-
-# --- Cell conversions shared by the fast import and the resource widgets --------------------
-
-MAX_AMOUNT = Decimal("99999999999999.99")  # max_digits=16, decimal_places=2
-CENT = Decimal("0.01")
-DATETIME_FORMATS = (
-    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d",
-    "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d",
-    "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日",
-)
-
-
-def parse_amount(value: Any) -> Decimal:
-    """A positive amount with at most two decimals. Floats come from xlsx number cells.
-
-    repr() of a float is the shortest text that reads back as the same float, i.e. what the cell
-    held ("100.1"), so Decimal(repr()) never invents digits; a value Excel computed, such as
-    0.30000000000000004, is refused for its decimals rather than silently rounded.
-    """
-    if isinstance(value, bool):
-        raise ValidationError(_("“%(value)s” is not an amount.") % {"value": value})
-    if isinstance(value, float):
-        text = repr(value)
-    elif isinstance(value, (int, Decimal)):
-        text = str(value)
-    else:
-        text = str(value).strip().replace(",", "").replace("，", "").lstrip("¥￥")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise ValidationError(_("“%(value)s” is not an amount.") % {"value": value}) from None
-    if not amount.is_finite():
-        raise ValidationError(_("“%(value)s” is not an amount.") % {"value": value})
-    if abs(amount) > MAX_AMOUNT:
-        raise ValidationError(_("The amount is too large."))
-    if amount != amount.quantize(CENT):
-        raise ValidationError(_("The amount has more than two decimals: %(value)s.") % {"value": text})
-    if amount <= 0:
-        raise ValidationError(_("The amount must be greater than zero."))
-    return amount.quantize(CENT)
-
-
-def parse_choice(value: Any, lookup: dict[str, str]) -> str:
-    code = lookup.get(_normalize_header(value))
-    if code is None:
-        raise ValidationError(_("“%(value)s” is not one of the accepted values.") % {"value": value})
-    return code
-
-
-def parse_datetime(value: Any, latest: datetime.datetime | None = None) -> datetime.datetime:
-    """A completion time: a date cell, or text such as 2025-01-31 14:05:00, in TIME_ZONE if naive.
-
-    `latest` is the latest time accepted (now, give or take clock skew), computed once per file.
-    """
-    if isinstance(value, datetime.datetime):
-        moment = value
-    elif isinstance(value, datetime.date):
-        moment = datetime.datetime.combine(value, datetime.time())
-    else:
-        text = str(value).strip()
-        moment = None
-        for pattern in DATETIME_FORMATS:
-            try:
-                moment = datetime.datetime.strptime(text, pattern)
-                break
-            except ValueError:
-                continue
-        if moment is None:
-            try:
-                moment = datetime.datetime.fromisoformat(text)
-            except ValueError:
-                raise ValidationError(
-                    _("“%(value)s” is not a date and time (write it like 2025-01-31 14:05:00).") % {"value": text}
-                ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.get_current_timezone())  # zoneinfo: what make_aware does
-    if latest is None:
-        latest = timezone.now() + datetime.timedelta(minutes=5)
-    if moment > latest:
-        raise ValidationError(_("The completion time is in the future."))
-    return moment
-
-
-def parse_text(value: Any, max_length: int) -> str:
-    """A text cell. A number typed into a text column (an account number) is kept as its digits."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, (datetime.datetime, datetime.date)):
-        value = value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()
-    text = str(value).strip()
-    if len(text) > max_length:
-        raise ValidationError(_("Longer than %(max)d characters.") % {"max": max_length})
-    return text
-
-
 # --- django-import-export resources ---------------------------------------------------------
 
 
-class _ParsingWidget(widgets.Widget):
-    """A widget whose import is one of the parse functions above, so both paths agree."""
+class _LabelWidget(widgets.Widget):
+    """A choice written as its label in the export's language."""
 
-    def __init__(self, parse, render=None):
+    def __init__(self, choices: type[TextChoices]):
         super().__init__()
-        self.parse, self.render_value = parse, render
-
-    def clean(self, value, row=None, **kwargs):
-        if value is None or value == "":
-            return None
-        return self.parse(value)
+        self.choices = choices
 
     def render(self, value, obj=None, **kwargs):
-        if self.render_value is not None:
-            return self.render_value(value, obj)
+        return str(self.choices(value).label) if value else ""
+
+
+class _ValueWidget(widgets.Widget):
+    """The value itself (a Decimal, a datetime), for the file writer to format as its cell."""
+
+    def render(self, value, obj=None, **kwargs):
         return value
 
 
@@ -239,47 +54,26 @@ class SpreadsheetSafeResource(resources.ModelResource):
         return spreadsheet_safe(super().export_field(field, instance, **kwargs))
 
 
-def _label(choices: type[TextChoices]):
-    return lambda code, obj: str(choices(code).label) if code else ""
-
-
 class FundTransactionResource(SpreadsheetSafeResource):
-    """Columns of COLUMNS, with headers in the language asked for ("zh" or "en")."""
+    """The import template's columns (distributors.imports.COLUMNS), headers in "zh" or "en"."""
 
     distributor_code = fields.Field(
         attribute="distributor", widget=widgets.ForeignKeyWidget(Distributor, field="code")
     )
-    type = fields.Field(
-        attribute="type",
-        widget=_ParsingWidget(
-            lambda v: parse_choice(v, choice_lookup(FundTransactionType, TYPE_ALIASES)), _label(FundTransactionType)
-        ),
-    )
-    amount = fields.Field(attribute="amount", widget=_ParsingWidget(parse_amount, lambda v, o: v))
-    payment_channel = fields.Field(
-        attribute="payment_channel",
-        widget=_ParsingWidget(
-            lambda v: parse_choice(v, choice_lookup(PaymentChannel, CHANNEL_ALIASES)), _label(PaymentChannel)
-        ),
-    )
-    completed_at = fields.Field(attribute="completed_at", widget=_ParsingWidget(parse_datetime, lambda v, o: v))
+    type = fields.Field(attribute="type", widget=_LabelWidget(FundTransactionType))
+    amount = fields.Field(attribute="amount", widget=_ValueWidget())
+    payment_channel = fields.Field(attribute="payment_channel", widget=_LabelWidget(PaymentChannel))
+    completed_at = fields.Field(attribute="completed_at", widget=_ValueWidget())
 
     class Meta:
         model = FundTransaction
         fields = [column.field for column in COLUMNS]
         export_order = fields
-        import_id_fields = ["voucher_no"]
-        skip_diff = True
 
-    def __init__(self, *, headers: str = "en", created_by=None, **kwargs):
+    def __init__(self, *, headers: str = "en", **kwargs):
         super().__init__(**kwargs)
-        self.created_by = created_by
         for column in COLUMNS:
             self.fields[column.field].column_name = column.chinese if headers == "zh" else column.english
-
-    def before_save_instance(self, instance, row, **kwargs):
-        if instance.created_by_id is None:
-            instance.created_by = self.created_by
 
 
 class FundTransactionExportResource(FundTransactionResource):

@@ -49,29 +49,3 @@ def submit_erp_sync(context: JobContext, erp_sync_id: int) -> str:
     from distributors.erp_sync import erp_sync_submit
 
     return erp_sync_submit(erp_sync_id=erp_sync_id)
-
-
-# Imports: the dry run and the import itself. Neither is retried: a failure is recorded on the
-# ImportJob for the clerk to see, and a second run would only repeat it.
-@app.task(queue="imports", pass_context=True, name="distributors.validate_import")
-@attributed
-def validate_import(context: JobContext, import_job_id: int) -> str:
-    from distributors.imports import import_job_validate
-
-    return import_job_validate(import_job_id=import_job_id)
-
-
-@app.task(queue="imports", pass_context=True, name="distributors.run_import")
-@attributed
-def run_import(context: JobContext, import_job_id: int) -> str:
-    from distributors.imports import import_job_run
-
-    return import_job_run(import_job_id=import_job_id)
-
-
-@app.task(queue="exports", pass_context=True, name="distributors.run_export")
-@attributed
-def run_export(context: JobContext, export_job_id: int) -> str:
-    from distributors.exports import export_job_run
-
-    return export_job_run(export_job_id=export_job_id)

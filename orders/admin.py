@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
@@ -8,20 +7,20 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from config.admin_actions import confirmed_action
 from config.admin_mixins import ReadOnlyAdminMixin, ReadOnlyInlineMixin
 from config.admin_paging import LargeTableAdminMixin, RelatedCodeSearchMixin
+from config.imports import file_import_create
+from config.models import FileJobKind
 from config.redirects import next_url
 from config.spreadsheet_import import FileRefused
 from config.spreadsheets import xlsx_bytes
-from distributors.models import Account, AccountKind
 from distributors.resources import XLSX_CONTENT_TYPE
-from orders.batch_uploads import UploadUnavailable, batch_upload_confirm, batch_upload_store
 from orders.forms import BatchImportForm, BatchItemForm, BatchItemFormSet, DecisionNoteForm, RechargeOrderForm
-from orders.imports import TEMPLATE_HEADERS, batch_file_check
+from orders.imports import TEMPLATE_HEADERS
 from orders.models import (
     CardSecret,
     OrderBatch,
@@ -36,7 +35,6 @@ from orders.pins import masked, masked_card_number
 from orders.selectors import batch_progress
 from orders.services import (
     ORDER_EDITABLE_FIELDS,
-    BatchImportRefused,
     batch_place,
     card_secret_reveal,
     card_secrets_export,
@@ -47,10 +45,6 @@ from orders.services import (
 )
 from providers.exceptions import ProviderError
 from providers.models import Provider
-
-LEGACY_IMPORT_SESSION_KEY = "orders_batch_import"
-PREVIEW_ROWS = 50
-MAX_ERRORS_SHOWN = 500
 
 
 @admin.register(Product)
@@ -346,71 +340,32 @@ class OrderBatchAdmin(admin.ModelAdmin):
         return response
 
     def import_view(self, request):
-        """Upload and preview (nothing is created), then confirm: the file is checked again and saved whole."""
+        """Upload: the file becomes an import job, checked in the background; its page is the preview."""
         if not self.has_add_permission(request):
             raise PermissionDenied
+        form = BatchImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload, data = form.cleaned_data["file"], form.cleaned_data
+            try:
+                job = file_import_create(
+                    kind=FileJobKind.ORDER_BATCH_IMPORT, actor=request.user, filename=upload.name,
+                    content=upload.read(), language=get_language(),
+                    options={"distributor_id": data["distributor"].pk, "product_id": data["product"].pk,
+                             "batch_code": data["batch_code"], "remark": data["remark"]},
+                )
+            except FileRefused as refused:
+                form.add_error("file", str(refused))
+            else:
+                return HttpResponseRedirect(reverse("admin:backoffice_filejob_change", args=[job.pk]))
         context = {
             **self.admin_site.each_context(request),
             "title": _("Import a batch direct charge"),
             "opts": self.model._meta,
+            "form": form,
             "templates": [(language, reverse("admin:orders_orderbatch_import_template", args=[language]))
                           for language in TEMPLATE_HEADERS],
         }
-        # Previews were once kept whole in the session: drop any such leftover.
-        request.session.pop(LEGACY_IMPORT_SESSION_KEY, None)
-        if request.method == "POST" and "token" in request.POST:
-            return self._import_confirm(request, context)
-        form = BatchImportForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["file"]
-            product = form.cleaned_data["product"]
-            if upload.size > settings.IMPORT_MAX_FILE_BYTES:
-                checked, refused = None, FileRefused(_("The file is larger than %(limit)d MB; split it into smaller "
-                                                       "files.") % {"limit": settings.IMPORT_MAX_FILE_BYTES // 2**20})
-            else:
-                content = upload.read()
-                try:
-                    checked, refused = batch_file_check(content=content, filename=upload.name, product=product), None
-                except FileRefused as err:
-                    checked, refused = None, err
-            errors = refused.errors if refused else checked.errors
-            context.update(form=form, errors=errors[:MAX_ERRORS_SHOWN], error_count=len(errors))
-            if not errors:
-                distributor = form.cleaned_data["distributor"]
-                # The file waits in the database, not in the session (which travels with every request).
-                pending = batch_upload_store(
-                    actor=request.user, distributor=distributor, product=product, filename=upload.name,
-                    content=content, batch_code=form.cleaned_data["batch_code"], remark=form.cleaned_data["remark"],
-                )
-                context.update(
-                    preview=checked, preview_rows=checked.rows[:PREVIEW_ROWS], token=pending.token,
-                    distributor=distributor, product=product,
-                    available=Account.objects.filter(distributor=distributor, kind=AccountKind.PREPAID)
-                    .values_list("balance", flat=True).first(),
-                )
-        context["form"] = form
         return TemplateResponse(request, "admin/orders/orderbatch/import.html", context)
-
-    def _import_confirm(self, request, context):
-        try:
-            batch = batch_upload_confirm(token=request.POST["token"], actor=request.user)
-        except UploadUnavailable as unavailable:
-            self.message_user(request, unavailable.message, messages.WARNING)
-            return HttpResponseRedirect(reverse("admin:orders_orderbatch_import"))
-        except BatchImportRefused as refused:
-            context.update(form=BatchImportForm(), errors=refused.errors[:MAX_ERRORS_SHOWN],
-                           error_count=len(refused.errors))
-            return TemplateResponse(request, "admin/orders/orderbatch/import.html", context)
-        except ValidationError as err:
-            self.message_user(request, "; ".join(err.messages), messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:orders_orderbatch_import"))
-        self.message_user(
-            request,
-            _("Batch %(batch)s created with %(count)d items. Place it to hold the price and send it.")
-            % {"batch": batch, "count": batch.orders.count()},
-            messages.SUCCESS,
-        )
-        return HttpResponseRedirect(reverse("admin:orders_orderbatch_change", args=[batch.pk]))
 
     @admin.action(description=gettext_lazy("Place selected batches (holds the price of every item)"),
                   permissions=["place"])

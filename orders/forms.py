@@ -36,6 +36,11 @@ class BatchImportForm(forms.Form):
             provider=Provider.EXCHANGE, kind=OrderKind.DIRECT_CHARGE, active=True
         )
 
+    def clean_file(self):
+        from config.imports import clean_upload
+
+        return clean_upload(self.cleaned_data["file"])
+
     def clean_batch_code(self) -> str:
         from orders.models import OrderBatch
 

@@ -1,16 +1,17 @@
-"""Batch direct charges from a clerk's .xlsx or .csv file: check every row, then create all or none.
+"""Batch direct charges from a clerk's .xlsx or .csv file, through the one import pipeline (config.imports).
 
-The file has one row per account to charge (columns in Chinese or English, see COLUMNS). Reading
-and the generic checks (size, zip bombs, encodings, formulas, headers) are shared with the fund
-transaction import (config.spreadsheet_import); what a row means is checked here, against the
-batch's product. Nothing is written while checking: `batch_file_check` is the preview, and
-`orders.services.batch_import` checks the file again and creates the batch and its items in one
-transaction.
+The file has one row per account to charge (columns in Chinese or English, see COLUMNS); the job's
+options name the distributor, the product, the batch code and the remark chosen on the upload
+page. The check (a background job, like every import's) prices every row against the product and
+shows the batch before anything exists; the confirmed import checks again and creates the batch
+and its draft items in one transaction. Placing the batch, which holds the money, is a separate step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -18,16 +19,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
-from config.spreadsheet_import import (
-    Column,
-    FileRefused,
-    cell_value,
-    format_for_filename,
-    is_blank,
-    map_header,
-    read_rows,
-)
-from distributors.resources import parse_amount, parse_text
+from config.file_jobs import Progress
+from config.imports import CheckedFile, ParsedFile, SpreadsheetImport
+from config.models import FileJob, FileJobKind
+from config.spreadsheet_import import Column, FileRefused, parse_amount, parse_text
+from distributors.models import Distributor, DistributorStatus
 from orders.models import Product, RechargeOrder
 
 COLUMNS: tuple[Column, ...] = (
@@ -40,29 +36,13 @@ COLUMNS: tuple[Column, ...] = (
 TEMPLATE_HEADERS = {"zh": [c.chinese for c in COLUMNS], "en": [c.english for c in COLUMNS]}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BatchRow:
     row: int
     target_account: str
     attach_values: str
     face_value: Decimal | None
-    price: Decimal
-
-
-@dataclass
-class BatchFile:
-    total_rows: int = 0
-    rows: list[BatchRow] = field(default_factory=list)
-    errors: list[dict] = field(default_factory=list)
-
-    @property
-    def total_price(self) -> Decimal:
-        return sum((row.price for row in self.rows), Decimal("0.00"))
-
-
-def _text(name: str):
-    max_length = RechargeOrder._meta.get_field(name).max_length
-    return lambda value: parse_text(value, max_length)
+    price: Decimal | None = None  # set by the check, from the product
 
 
 def _face_value(product: Product):
@@ -79,67 +59,92 @@ def _face_value(product: Product):
     return parse
 
 
-def batch_file_check(*, content: bytes, filename: str, product: Product) -> BatchFile:
-    """Read and check every row for a batch of `product`. Raises FileRefused for whole-file problems."""
-    from orders.services import order_price
+class BatchImport(SpreadsheetImport):
+    kind = FileJobKind.ORDER_BATCH_IMPORT
+    columns = COLUMNS
+    row_class = BatchRow
+    permission = "orders.add_orderbatch"
+    lock_key = 0x4F_42_49_4D  # "OBIM"
 
-    if not product.active:
-        raise FileRefused(_("This product is not on sale."))
-    rows = read_rows(content, format_for_filename(filename))
-    try:
-        first = next(rows, None)
-        if first is None or first[0] != 1 or is_blank(first[1]):
-            raise FileRefused(_("The file is empty, or its first row (the column headers) is empty."))
-        header = list(first[1])
-        while header and header[-1] in (None, ""):
-            header.pop()
-        positions, labels = map_header(header, COLUMNS)
-        converters = {
-            "target_account": _text("target_account"),
-            "attach_values": _text("attach_values"),
-            "face_value": _face_value(product),
-        }
-        required = {"target_account", *(["face_value"] if product.needs_face_value else [])}
-        result = BatchFile()
+    @functools.cache  # noqa: B019  (one instance per job step: spreadsheet_import() makes a new one)
+    def product(self, product_id: int) -> Product:
+        return Product.objects.get(pk=product_id)
+
+    def _product(self, job: FileJob) -> Product:
+        return self.product(job.options["product_id"])
+
+    def max_rows(self, job: FileJob) -> int:
+        return settings.ORDER_BATCH_MAX_ITEMS
+
+    def too_many_rows(self, limit: int) -> str:
+        return _("A batch holds at most %(limit)d items; split the file.") % {"limit": limit}
+
+    def before_reading(self, job: FileJob) -> None:
+        if not self._product(job).active:
+            raise FileRefused(_("This product is not on sale."))
+
+    def converters(self, job: FileJob) -> dict[str, Callable[[Any], Any]]:
+        def text(name: str):
+            return functools.partial(parse_text, max_length=RechargeOrder._meta.get_field(name).max_length)
+
+        return {"target_account": text("target_account"), "attach_values": text("attach_values"),
+                "face_value": _face_value(self._product(job))}
+
+    def required(self, job: FileJob) -> set[str]:
+        return {"target_account", *(["face_value"] if self._product(job).needs_face_value else [])}
+
+    def empty_value(self, field_name: str) -> Any:
+        return "" if field_name == "attach_values" else None
+
+    def check(self, job: FileJob, parsed: ParsedFile) -> CheckedFile:
+        from orders.services import order_price
+
+        product = self._product(job)
+        distributor = Distributor.objects.filter(pk=job.options["distributor_id"]).first()
+        if not product.active:
+            raise FileRefused(_("This product is not on sale."))
+        if distributor is None or distributor.status == DistributorStatus.CLOSED:
+            raise FileRefused(_("The distributor of this batch is closed."))
+        errors, labels, rows = list(parsed.errors), parsed.labels, []
         first_seen: dict[tuple, int] = {}
-        for number, values in rows:  # the row numbers the spreadsheet shows
-            if is_blank(values):
-                continue
-            result.total_rows += 1
-            if result.total_rows > settings.ORDER_BATCH_MAX_ITEMS:
-                raise FileRefused(
-                    _("A batch holds at most %(limit)d items; split the file.") % {"limit": settings.ORDER_BATCH_MAX_ITEMS}
-                )
-            parsed: dict[str, Any] = {}
-            failed = False
-            for column in COLUMNS:
-                position = positions.get(column.field)
-                raw = values[position] if position is not None and position < len(values) else None
-                try:
-                    value = cell_value(raw, required=column.field in required)
-                    parsed[column.field] = converters[column.field](value) if value is not None else None
-                except ValidationError as err:
-                    failed = True
-                    result.errors.append({"row": number, "field": labels[column.field], "message": " ".join(err.messages)})
-            if failed:
-                continue
-            key = (parsed["target_account"], parsed["attach_values"] or "", parsed["face_value"])
-            seen = first_seen.setdefault(key, number)
-            if seen != number:
-                result.errors.append({"row": number, "field": labels["target_account"], "message": _(
+        for row in parsed.rows:
+            key = (row.target_account, row.attach_values, row.face_value)
+            seen = first_seen.setdefault(key, row.row)
+            if seen != row.row:
+                errors.append({"row": row.row, "field": labels["target_account"], "message": _(
                     "This row repeats row %(row)d: the same account would be charged twice."
                 ) % {"row": seen}})
                 continue
             try:
-                price = order_price(product=product, quantity=1, face_value=parsed["face_value"])
+                # Priced now, from the product as it is: the preview and the import agree with it.
+                row.price = order_price(product=product, quantity=1, face_value=row.face_value)
             except ValidationError as err:
-                result.errors.append({"row": number, "field": labels["face_value"], "message": " ".join(err.messages)})
+                errors.append({"row": row.row, "field": labels["face_value"], "message": " ".join(err.messages)})
                 continue
-            result.rows.append(BatchRow(row=number, target_account=parsed["target_account"],
-                                        attach_values=parsed["attach_values"] or "",
-                                        face_value=parsed["face_value"], price=price))
-    finally:
-        rows.close()
-    if result.total_rows == 0:
-        raise FileRefused(_("The file has column headers but no rows to import."))
-    return result
+            rows.append(row)
+        total = sum((row.price for row in rows), Decimal("0.00"))
+        return CheckedFile(total_rows=parsed.total_rows, new_rows=rows, skipped=0,
+                           errors=self.sort_errors(errors, labels), summary={"total_price": str(total)})
+
+    def save(self, job: FileJob, checked: CheckedFile, progress: Progress) -> dict[str, Any]:
+        from orders.services import BatchItemData, batch_create
+
+        batch = batch_create(
+            distributor=Distributor.objects.get(pk=job.options["distributor_id"]), product=self._product(job),
+            actor=job.created_by, batch_code=job.options.get("batch_code", ""), remark=job.options.get("remark", ""),
+            items=[BatchItemData(row.target_account, row.attach_values, row.face_value) for row in checked.new_rows],
+        )
+        progress(len(checked.new_rows))
+        return {"options": {**job.options, "batch_id": batch.pk}}
+
+
+def batch_import_now(*, distributor: Distributor, product: Product, actor, filename: str, content: bytes,
+                     batch_code: str = "", remark: str = "", language: str = "en") -> FileJob:
+    """Upload, check and (when the check is clean) import a batch file in this process: for the shell and tests."""
+    from config.imports import file_import_now
+
+    return file_import_now(
+        kind=FileJobKind.ORDER_BATCH_IMPORT, actor=actor, filename=filename, content=content, language=language,
+        options={"distributor_id": distributor.pk, "product_id": product.pk, "batch_code": batch_code,
+                 "remark": remark},
+    )

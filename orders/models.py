@@ -114,40 +114,6 @@ class OrderBatch(models.Model):
         return self.batch_code
 
 
-def new_upload_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
-class PendingBatchUpload(models.Model):
-    """A batch file checked and previewed, waiting for its uploader to confirm it (orders.batch_uploads).
-
-    Kept here rather than in the session, which would carry the whole file on every request. Taken
-    once by the confirmation, which creates the batch; left unconfirmed, it is deleted once older
-    than ORDER_BATCH_PREVIEW_MINUTES. Not tracked by pghistory and not in the admin: the file's
-    content is the clerk's, and the batch it becomes is tracked.
-    """
-
-    token = models.CharField(_("token"), max_length=64, unique=True, default=new_upload_token, editable=False)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
-                                    verbose_name=_("uploaded by"))
-    distributor = models.ForeignKey(Distributor, on_delete=models.CASCADE, related_name="+",
-                                    verbose_name=_("distributor"))
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+", verbose_name=_("product"))
-    batch_code = models.CharField(_("batch code"), max_length=32, blank=True)
-    remark = models.CharField(_("remark"), max_length=255, blank=True)
-    filename = models.CharField(_("file name"), max_length=255)
-    content = models.BinaryField(_("file content"), editable=False)
-    created_at = models.DateTimeField(_("uploaded at"), auto_now_add=True, db_index=True)
-
-    class Meta:
-        verbose_name = _("batch file awaiting confirmation")
-        verbose_name_plural = _("batch files awaiting confirmation")
-        default_permissions = ()  # never shown in the admin nor granted to a role
-
-    def __str__(self) -> str:
-        return f"{self.filename} ({self.uploaded_by_id})"
-
-
 @pghistory.track()
 class RechargeOrder(models.Model):
     distributor = models.ForeignKey(

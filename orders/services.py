@@ -439,14 +439,6 @@ class BatchItemData:
     face_value: Decimal | None = None
 
 
-class BatchImportRefused(ValidationError):
-    """The file has errors: `errors` lists them by row and field; nothing was created."""
-
-    def __init__(self, errors: list[dict]):
-        super().__init__(_("The file has %(count)d errors; nothing was created.") % {"count": len(errors)})
-        self.errors = errors
-
-
 def _batch_product_check(product: Product) -> None:
     if product.provider != Provider.EXCHANGE or product.kind != OrderKind.DIRECT_CHARGE:
         raise ValidationError({"product": _("A batch is for a direct-charge product of the redemption platform.")})
@@ -480,33 +472,6 @@ def batch_create(
             attach_values=item.attach_values, face_value=item.face_value, batch=batch,
         )
     return batch
-
-
-def batch_import(
-    *,
-    distributor: Distributor,
-    product: Product,
-    actor,
-    filename: str,
-    content: bytes,
-    batch_code: str = "",
-    remark: str = "",
-) -> OrderBatch:
-    """Check the file again (the preview may be stale) and create the batch from it, all or nothing."""
-    from config.spreadsheet_import import FileRefused
-    from orders.imports import batch_file_check
-
-    _batch_product_check(product)
-    try:
-        checked = batch_file_check(content=content, filename=filename, product=product)
-    except FileRefused as refused:
-        raise BatchImportRefused(refused.errors) from None
-    if checked.errors:
-        raise BatchImportRefused(checked.errors)
-    return batch_create(
-        distributor=distributor, product=product, actor=actor, batch_code=batch_code, remark=remark,
-        items=[BatchItemData(row.target_account, row.attach_values, row.face_value) for row in checked.rows],
-    )
 
 
 @transaction.atomic

@@ -22,12 +22,13 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    """Let every database test use the call-log connection (a second connection, same database)."""
+    """Let every database test use the call-log and progress connections (more connections, same database)."""
     for item in items:
         marker = item.get_closest_marker("django_db")
         if marker is not None and "databases" not in marker.kwargs:
             item.add_marker(
-                pytest.mark.django_db(*marker.args, **marker.kwargs, databases=["default", "call_log"]), append=False
+                pytest.mark.django_db(*marker.args, **marker.kwargs, databases=["default", "call_log", "progress"]),
+                append=False,
             )
 
 
@@ -145,6 +146,7 @@ def django_db_setup(django_db_setup, django_db_modify_db_settings, django_db_blo
             use_credentials("default", owner)
     with django_db_blocker.unblock():
         connections["call_log"].close()
+        connections["progress"].close()
 
 
 def closed_port_url() -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from openpyxl import Workbook
 
-from distributors.resources import COLUMNS
+from distributors.imports import COLUMNS
 
 CHINESE = [column.chinese for column in COLUMNS]
 ENGLISH = [column.english for column in COLUMNS]
@@ -40,3 +40,11 @@ def csv_bytes(rows: list[list[Any]], header: list[str] = ENGLISH, encoding: str 
         writer.writerow(["" if v is None else v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime.datetime)
                          else v for v in values])
     return buffer.getvalue().encode(encoding)
+
+
+def upload_fund_transactions(**kwargs):
+    """An uploaded fund transaction file, its check queued (config.imports.file_import_create)."""
+    from config.imports import file_import_create
+    from config.models import FileJobKind
+
+    return file_import_create(kind=FileJobKind.FUND_TRANSACTION_IMPORT, **kwargs)

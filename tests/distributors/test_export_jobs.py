@@ -9,9 +9,9 @@ import pytest
 from django.urls import reverse
 from openpyxl import load_workbook
 
-from config.models import ExportJob, ExportStatus
+from config.exports import file_export_run
+from config.models import FileJob, FileJobStatus
 from config.roles import FINANCE_CLERK
-from distributors.exports import export_job_run
 from distributors.fund_transactions import fund_transaction_create
 from tests.factories import make_distributor, make_user, sign_in
 
@@ -42,16 +42,16 @@ def test_a_large_export_becomes_a_job_with_progress_then_a_download(settings, cl
 
     started = clerk_client.post(url, {"action": "export_xlsx", "_selected_action": [t.pk for t in transactions]})
 
-    job = ExportJob.objects.get()
-    assert started.status_code == 302 and started["Location"] == reverse("admin:backoffice_exportjob_change",
+    job = FileJob.objects.get()
+    assert started.status_code == 302 and started["Location"] == reverse("admin:backoffice_filejob_change",
                                                                          args=[job.pk])
     waiting = clerk_client.get(started["Location"]).content.decode()
     assert "<progress" in waiting and 'http-equiv="refresh"' in waiting
-    assert job.status == ExportStatus.QUEUED and job.total_rows == 7
+    assert job.status == FileJobStatus.QUEUED and job.total_rows == 7
 
-    assert export_job_run(export_job_id=job.pk) == ExportStatus.DONE
+    assert file_export_run(file_job_id=job.pk) == FileJobStatus.DONE
 
-    download = clerk_client.get(reverse("admin:backoffice_exportjob_download", args=[job.pk]))
+    download = clerk_client.get(reverse("admin:backoffice_filejob_download", args=[job.pk]))
     rows = list(load_workbook(io.BytesIO(download.content)).active.iter_rows(values_only=True))
     assert len(rows) == 8
     assert not any(isinstance(cell, str) and cell.startswith("=") for row in rows for cell in row)
@@ -63,16 +63,16 @@ def test_small_exports_download_at_once(clerk_client, transactions):
                                  {"action": "export_csv", "_selected_action": [t.pk for t in transactions]})
 
     assert response["Content-Type"].startswith("text/csv")
-    assert not ExportJob.objects.exists()
+    assert not FileJob.objects.exists()
 
 
 def test_nobody_else_downloads_a_clerks_export(settings, client, clerk_client, transactions):
     settings.EXPORT_INLINE_MAX_ROWS = 1
     clerk_client.post(reverse("admin:distributors_fundtransaction_changelist"),
                       {"action": "export_csv", "_selected_action": [t.pk for t in transactions]})
-    job = ExportJob.objects.get()
-    export_job_run(export_job_id=job.pk)
+    job = FileJob.objects.get()
+    file_export_run(file_job_id=job.pk)
     other = make_user("other-clerk", FINANCE_CLERK)
     sign_in(client, other)
-    assert client.get(reverse("admin:backoffice_exportjob_download", args=[job.pk])).status_code == 403
-    assert client.get(reverse("admin:backoffice_exportjob_change", args=[job.pk])).status_code == 302
+    assert client.get(reverse("admin:backoffice_filejob_download", args=[job.pk])).status_code == 403
+    assert client.get(reverse("admin:backoffice_filejob_change", args=[job.pk])).status_code == 302

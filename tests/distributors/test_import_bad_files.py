@@ -12,8 +12,10 @@ import pytest
 from django.utils import translation
 from pghistory.models import Events
 
+from config.models import FileJobStatus
+from config.spreadsheet_import import FileRefused
 from distributors.imports import import_fund_transactions
-from distributors.models import FundTransaction, ImportStatus
+from distributors.models import FundTransaction
 from tests.distributors.import_support import CHINESE, ENGLISH, csv_bytes, row, xlsx
 from tests.factories import make_distributor, make_user
 
@@ -38,7 +40,7 @@ def refused(clerk):
         transactions = FundTransaction.objects.count()
         events = Events.objects.filter(pgh_obj_model="distributors.FundTransaction").count()
         job = import_fund_transactions(actor=clerk, filename=filename, content=content)
-        assert job.status == ImportStatus.READY
+        assert job.status == FileJobStatus.READY
         assert job.errors, "the file was expected to be refused"
         assert job.importable_rows == 0 and job.created_count == 0
         assert FundTransaction.objects.count() == transactions
@@ -116,7 +118,7 @@ def test_several_problems_are_all_listed_with_their_rows(refused):
 def test_a_float_excel_computed_is_refused_for_its_decimals_not_rounded():
     from django.core.exceptions import ValidationError
 
-    from distributors.resources import parse_amount
+    from config.spreadsheet_import import parse_amount
 
     with pytest.raises(ValidationError, match="more than two decimals"), translation.override("en"):
         parse_amount(0.1 + 0.2)  # 0.30000000000000004, as a sum computed in Excel is stored
@@ -124,8 +126,6 @@ def test_a_float_excel_computed_is_refused_for_its_decimals_not_rounded():
 
 
 def test_an_empty_file_is_refused_at_upload(clerk):
-    from distributors.imports import FileRefused
-
     for filename in ("empty.xlsx", "empty.csv"):
         with pytest.raises(FileRefused):
             import_fund_transactions(actor=clerk, filename=filename, content=b"")
@@ -174,7 +174,7 @@ def test_a_dimension_claiming_a_million_rows_is_not_believed(clerk):
     _current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    assert (job.status, job.total_rows, job.created_count) == (ImportStatus.DONE, 1, 1)
+    assert (job.status, job.total_rows, job.created_count) == (FileJobStatus.DONE, 1, 1)
     assert elapsed < 5
     assert peak < 50 * 1024 * 1024
 
@@ -227,8 +227,6 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(refused, settings):
 
 
 def test_a_file_over_the_size_limit_is_refused(clerk, settings):
-    from distributors.imports import FileRefused
-
     settings.IMPORT_MAX_FILE_BYTES = 1024
 
     with pytest.raises(FileRefused):

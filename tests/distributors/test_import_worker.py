@@ -6,8 +6,9 @@ import pytest
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from distributors.imports import import_job_confirm, import_job_create
-from distributors.models import FundTransaction, ImportJob, ImportStatus
+from config.imports import file_import_confirm, file_import_create
+from config.models import FileJob, FileJobKind, FileJobStatus
+from distributors.models import FundTransaction
 from tests.distributors.import_support import row, xlsx
 from tests.factories import make_distributor, make_user
 
@@ -22,24 +23,24 @@ def run_worker():
 def test_the_worker_checks_then_imports_a_file():
     clerk = make_user("worker-clerk")
     make_distributor(code="D001")
-    job = import_job_create(
+    job = file_import_create(kind=FileJobKind.FUND_TRANSACTION_IMPORT,
         actor=clerk, filename="a.xlsx", content=xlsx([row(voucher="W1"), row(voucher="W2", amount=3)]), language="en"
     )
-    assert ProcrastinateJob.objects.get(task_name="distributors.validate_import").args == {"import_job_id": job.pk}
+    assert ProcrastinateJob.objects.get(task_name="files.check_import").args == {"file_job_id": job.pk}
 
     run_worker()
     job.refresh_from_db()
-    assert (job.status, job.importable_rows, job.processed_rows) == (ImportStatus.READY, 2, 2)
+    assert (job.status, job.importable_rows, job.processed_rows) == (FileJobStatus.READY, 2, 2)
 
-    import_job_confirm(import_job_id=job.pk, actor=clerk)
+    file_import_confirm(file_job_id=job.pk, actor=clerk)
     run_worker()
 
-    job = ImportJob.objects.get(pk=job.pk)
-    assert (job.status, job.created_count) == (ImportStatus.DONE, 2)
+    job = FileJob.objects.get(pk=job.pk)
+    assert (job.status, job.created_count) == (FileJobStatus.DONE, 2)
     assert sorted(FundTransaction.objects.values_list("voucher_no", flat=True)) == ["W1", "W2"]
     event = FundTransaction.pgh_event_models["insert"].objects.first()
     assert event.pgh_context.metadata["source"] == "import"
     assert event.pgh_context.metadata["import_job"] == job.pk
-    assert event.pgh_context.metadata["task"] == "distributors.run_import"
-    imports = ProcrastinateJob.objects.filter(task_name__in=["distributors.validate_import", "distributors.run_import"])
+    assert event.pgh_context.metadata["task"] == "files.run_import"
+    imports = ProcrastinateJob.objects.filter(task_name__in=["files.check_import", "files.run_import"])
     assert sorted(imports.values_list("status", flat=True)) == ["succeeded", "succeeded"]

@@ -24,9 +24,10 @@ from django.utils import translation
 from openpyxl import Workbook
 from pghistory.models import Events
 
+from config.models import FileJobStatus
 from config.roles import FINANCE_CLERK
 from distributors.imports import import_fund_transactions
-from distributors.models import Account, FundTransaction, ImportStatus, LedgerEntry
+from distributors.models import Account, FundTransaction, LedgerEntry
 from orders.models import OrderBatch, OrderKind, Product, RechargeOrder
 from orders.services import BatchImportRefused, batch_import
 from providers.models import Provider
@@ -178,7 +179,7 @@ def fund_import(clerk, distributor):
         job = import_fund_transactions(actor=clerk, filename=filename, content=content, language="en")
         if job.errors:
             assert expect_refused is not False, job.errors
-            assert job.status == ImportStatus.READY, (job.status, job.errors)
+            assert job.status == FileJobStatus.READY, (job.status, job.errors)
             assert job.created_count == 0 and job.importable_rows == 0
             assert all(set(error) == {"row", "field", "message"} and error["message"] for error in job.errors)
             assert state() == before
@@ -494,7 +495,7 @@ def test_plus_at_minus_typed_as_text_are_kept_as_typed_and_exported_inert(
                                expect_refused=False)
     batch, _errors = batch_upload(build(BATCH_HEADER, [[text, text, 100]]), filename, expect_refused=False)
 
-    assert job.status == ImportStatus.DONE and job.created_count == 1, job.errors
+    assert job.status == FileJobStatus.DONE and job.created_count == 1, job.errors
     assert list(FundTransaction.objects.values_list("remark", "payer_account", "amount")) == [
         (text, text, Decimal("100.50"))]
     assert list(batch.orders.values_list("target_account", "attach_values", "price_charged")) == [
