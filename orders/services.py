@@ -40,9 +40,16 @@ from orders.models import (
     UpstreamBalance,
 )
 from orders.pins import decrypt_pin, encrypt_pin
-from providers.bst17.client import Bst17Client, Bst17QueryTooFrequent
+from providers.bst17.client import Bst17Client, Bst17QueryTooFrequent, CardInfoQuery, EcouponPurchase
 from providers.exceptions import Consequence, ProviderError, ProviderNotReached, consequence_of
-from providers.exchange.client import BatchItem, ExchangeCallback, ExchangeClient
+from providers.exchange.client import (
+    BatchCharge,
+    BatchItem,
+    ExchangeCallback,
+    ExchangeClient,
+    OrderInfoQuery,
+    VipCharge,
+)
 from providers.models import Provider
 from providers.results import CardSecretData, Outcome, ProviderResult
 
@@ -722,18 +729,38 @@ def _queue_again(order_ids: list[int]) -> None:
         submit_orders.defer(order_ids=order_ids)
 
 
+def vip_charge_request(order: RechargeOrder) -> VipCharge:
+    """The redemption platform's direct charge for an order; raises InvalidRequest naming the field."""
+    return VipCharge(
+        product_code=order.product.code, mobile=order.mobile, account=order.target_account,
+        biz_code=order.client_reference,
+    )
+
+
+def ecoupon_request(order: RechargeOrder, *, receive_url: str) -> EcouponPurchase:
+    """17bst's card purchase for an order; raises InvalidRequest naming the field."""
+    return EcouponPurchase(
+        product_code=order.product.code, req_stream_id=order.client_reference, quantity=order.quantity,
+        receive_url=receive_url,
+    )
+
+
+def batch_item_request(order: RechargeOrder) -> BatchItem:
+    """The line of a batch charge for an order of the batch; raises InvalidRequest naming the field."""
+    return BatchItem(
+        biz_code=order.client_reference, account=order.target_account, attach_values=order.attach_values,
+        spec=order.face_value,
+    )
+
+
 def _submit_one(order: RechargeOrder, client, accepted: _Acceptances) -> str:
+    # The request is built inside the try, as an ERP sync's is: a field the upstream would refuse
+    # (InvalidRequest, nothing sent) fails this one order and releases its hold, like any refusal.
     try:
         if order.provider == Provider.EXCHANGE:
-            result = client.vip_charge(
-                product_code=order.product.code, mobile=order.mobile or None, account=order.target_account,
-                biz_code=order.client_reference, record=order,
-            )
+            result = client.vip_charge(vip_charge_request(order), record=order)
         else:
-            result = client.ecoupon(
-                product_code=order.product.code, req_stream_id=order.client_reference, quantity=order.quantity,
-                receive_url=client.config.callback_url or None, record=order,
-            )
+            result = client.ecoupon(ecoupon_request(order, receive_url=client.config.callback_url), record=order)
     except ProviderError as err:
         if isinstance(err, ProviderNotReached):
             raise
@@ -761,12 +788,12 @@ def batch_submit_chunk(*, batch_id: int, chunk_number: int, order_ids: Sequence[
     client = ExchangeClient(merchant_account=batch.product.merchant_account)
     try:
         result = client.batch_charge(
-            # One batchBizCode per chunk: a chunk is claimed once, so it is sent once.
-            batch_biz_code=f"{batch.batch_code}C{chunk_number:04d}",
-            product_code=batch.product.code,
-            items=[
-                BatchItem(o.client_reference, o.target_account, o.attach_values or None, o.face_value) for o in orders
-            ],
+            BatchCharge(
+                # One batchBizCode per chunk: a chunk is claimed once, so it is sent once.
+                batch_biz_code=f"{batch.batch_code}C{chunk_number:04d}",
+                product_code=batch.product.code,
+                items=[batch_item_request(o) for o in orders],
+            ),
             record=batch,
         )
     except ProviderError as err:
@@ -995,9 +1022,9 @@ def _ask_and_apply(order: RechargeOrder, client, now: datetime.datetime, kept: _
     """
     try:
         if order.provider == Provider.EXCHANGE:
-            result = client.order_info(biz_code=order.client_reference, record=order)
+            result = client.order_info(OrderInfoQuery(biz_code=order.client_reference), record=order)
         else:
-            result = client.get_card_info(req_stream_id=order.client_reference, record=order)
+            result = client.get_card_info(CardInfoQuery(req_stream_id=order.client_reference), record=order)
     except Bst17QueryTooFrequent:
         backoff = settings.ORDER_QUERY_THROTTLE_SECONDS * (2 ** min(order.query_attempts, 5))
         RechargeOrder.objects.filter(pk=order.pk).update(

@@ -68,8 +68,10 @@ from orders.services import (
     orders_place,
     orders_recover_stale_submissions,
 )
+from providers.bst17.client import CardInfoQuery, EcouponPurchase
 from providers.exceptions import OutcomeUnknown, ProviderMisconfigured, ProviderNotReached, ProviderRejected
 from providers.exchange import signing
+from providers.exchange.client import OrderInfoQuery, VipCharge
 from providers.models import Provider
 from providers.results import CardSecretData, Outcome, ProviderResult
 from tests.factories import fund, make_distributor, make_user, sign_in
@@ -133,21 +135,22 @@ class FakeClient:
     def __init__(self, upstream: Upstream):
         self.upstream = upstream
 
-    def vip_charge(self, *, product_code, mobile, account, biz_code, record=None):
-        return self.upstream.receive(biz_code, product_code, 1, cards=False)
+    def vip_charge(self, request: VipCharge, *, record=None):
+        return self.upstream.receive(request.biz_code, request.product_code, 1, cards=False)
 
-    def ecoupon(self, *, product_code, req_stream_id, quantity, receive_url=None, record=None):
-        return self.upstream.receive(req_stream_id, product_code, quantity, cards=True)
+    def ecoupon(self, request: EcouponPurchase, *, record=None):
+        return self.upstream.receive(request.req_stream_id, str(request.product_code), request.quantity, cards=True)
 
-    def order_info(self, *, biz_code, record=None):
-        if biz_code not in self.upstream.sent:
+    def order_info(self, request: OrderInfoQuery, *, record=None):
+        if request.biz_code not in self.upstream.sent:
             raise ProviderRejected("订单不存在", code="404")  # says nothing about the order
-        return self.upstream.answer(biz_code, 0)
+        return self.upstream.answer(request.biz_code, 0)
 
-    def get_card_info(self, *, req_stream_id, record=None):
-        if req_stream_id not in self.upstream.sent:
-            return ProviderResult(outcome=Outcome.ACCEPTED, client_reference=req_stream_id)  # 1015: not visible yet
-        return self.upstream.answer(req_stream_id, self.upstream.bought[req_stream_id][1])
+    def get_card_info(self, request: CardInfoQuery, *, record=None):
+        stream_id = request.req_stream_id
+        if stream_id not in self.upstream.sent:
+            return ProviderResult(outcome=Outcome.ACCEPTED, client_reference=stream_id)  # 1015: not visible yet
+        return self.upstream.answer(stream_id, self.upstream.bought[stream_id][1])
 
 
 UPSTREAM: dict[str, Upstream] = {}
@@ -168,9 +171,9 @@ class MoneyRules(RuleBasedStateMachine):
         self.products = [
             Product.objects.create(provider=Provider.EXCHANGE, code="P-DC", name="直充", kind=OrderKind.DIRECT_CHARGE,
                                    sale_price=Decimal("22.00")),
-            Product.objects.create(provider=Provider.BST17, code="P-10", name="话费卡 10", kind=OrderKind.GIFT_CARD,
+            Product.objects.create(provider=Provider.BST17, code="10", name="话费卡 10", kind=OrderKind.GIFT_CARD,
                                    face_value=Decimal("10.00"), sale_price=Decimal("10.00")),
-            Product.objects.create(provider=Provider.BST17, code="P-1000", name="购物卡 1000",
+            Product.objects.create(provider=Provider.BST17, code="1000", name="购物卡 1000",
                                    kind=OrderKind.GIFT_CARD, face_value=Decimal("1000.00"), sale_price=Decimal("1000.00")),
         ]
         self.price_of = {product.code: product.sale_price for product in self.products}

@@ -222,18 +222,90 @@ def mask_card_pins(text: str) -> str:
     return _CARD_PWD_VALUE.sub(lambda match: f'{match.group(1)}"{REDACTED}"', text)
 
 
-def _req_stream_id(value: str) -> str:
-    return checked_text(value, field="req_stream_id", label=gettext("Client reference"), max_length=MAX_REQ_STREAM_ID_LENGTH)
+@dataclass(frozen=True, kw_only=True)
+class EcouponPurchase:
+    """A purchase of e-coupons (trade/ecoupon). Checked on construction: an instance is sendable."""
+
+    product_code: int | str  # an Int on the wire; normalized to int
+    req_stream_id: str  # our order number, never reused: the client reference
+    quantity: int  # `amount` on the wire: the number of cards
+    receive_url: str = ""  # where 17bst sends the status callback
+    receive_phone: str = ""
+
+    def __post_init__(self) -> None:
+        def normalize(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        code = self.product_code
+        if isinstance(code, int) and not isinstance(code, bool):
+            code = str(code)
+        code = checked_text(code, field="product_code", label=gettext("Product code"), max_length=MAX_PRODUCT_CODE_LENGTH)
+        # isdigit() would also take other scripts' digits ("٦٩"), which int() reads as 69.
+        if not (code.isascii() and code.isdigit()):
+            raise InvalidRequest(
+                gettext("The 17bst product code must be a number."), field="product_code", provider=Provider.BST17
+            )
+        normalize("product_code", int(code))
+        normalize(
+            "req_stream_id",
+            checked_text(
+                self.req_stream_id, field="req_stream_id", label=gettext("Client reference"),
+                max_length=MAX_REQ_STREAM_ID_LENGTH,
+            ),
+        )
+        if isinstance(self.quantity, bool) or not isinstance(self.quantity, int) or self.quantity < 1:
+            raise InvalidRequest(
+                gettext("The quantity must be a whole number of at least 1."), field="quantity", provider=Provider.BST17
+            )
+        normalize(
+            "receive_url",
+            checked_text(
+                self.receive_url, field="receive_url", label=gettext("Callback address"),
+                max_length=MAX_RECEIVE_URL_LENGTH, required=False,
+            ),
+        )
+        normalize(
+            "receive_phone",
+            checked_text(
+                self.receive_phone, field="receive_phone", label=gettext("Receiving phone"),
+                max_length=MAX_RECEIVE_PHONE_LENGTH, required=False,
+            ),
+        )
+
+    def source(self, *, agt_phone: str, trade_pwd: str) -> dict[str, Any]:
+        """The source JSON's fields in the vendor's documented order, optional ones only when given."""
+        source: dict[str, Any] = {
+            "agtPhone": agt_phone,
+            "productCode": self.product_code,
+            "reqStreamId": self.req_stream_id,
+            "amount": self.quantity,
+            "tradePwd": trade_pwd,
+        }
+        if self.receive_url:
+            source["receiveUrl"] = self.receive_url
+        if self.receive_phone:
+            source["receivePhone"] = self.receive_phone
+        return source
 
 
-def _product_code(value: str | int) -> int:
-    # productCode is an Int on the wire.
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    text = checked_text(value, field="product_code", label=gettext("Product code"), max_length=MAX_PRODUCT_CODE_LENGTH)
-    if not text.isdigit():
-        raise InvalidRequest(gettext("The 17bst product code must be a number."), field="product_code")
-    return int(text)
+@dataclass(frozen=True, kw_only=True)
+class CardInfoQuery:
+    """A query of an earlier purchase and its cards (trade/getCardInfo). Checked on construction."""
+
+    req_stream_id: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "req_stream_id",
+            checked_text(
+                self.req_stream_id, field="req_stream_id", label=gettext("Client reference"),
+                max_length=MAX_REQ_STREAM_ID_LENGTH,
+            ),
+        )
+
+    def source(self, *, agt_phone: str, trade_pwd: str) -> dict[str, Any]:
+        return {"reqStreamId": self.req_stream_id, "agtPhone": agt_phone, "tradePwd": trade_pwd}
 
 
 def _text(value: Any) -> str:
@@ -288,68 +360,35 @@ class Bst17Client(ProviderClient):
 
         return self.execute(request, parse).data["balance"]
 
-    def ecoupon(
-        self,
-        *,
-        product_code: str | int,
-        req_stream_id: str,
-        quantity: int,
-        receive_url: str | None = None,
-        receive_phone: str | None = None,
-        record: models.Model | None = None,
-    ) -> ProviderResult:
-        """Buy `quantity` cards. SUCCEEDED carries the decrypted cards; ACCEPTED means fetch them later."""
+    def ecoupon(self, request: EcouponPurchase, *, record: models.Model | None = None) -> ProviderResult:
+        """Buy cards; the reqStreamId is the client reference.
+
+        SUCCEEDED carries the decrypted cards; ACCEPTED means fetch them later (getCardInfo).
+        """
         operation = "ecoupon"
-        code = _product_code(product_code)
-        stream_id = _req_stream_id(req_stream_id)
-        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
-            raise InvalidRequest(
-                gettext("The quantity must be a whole number of at least 1."),
-                field="quantity",
-                provider=self.provider,
-                operation=operation,
-            )
-        source: dict[str, Any] = {
-            "agtPhone": self.config.agt_phone,
-            "productCode": code,
-            "reqStreamId": stream_id,
-            "amount": quantity,
-            "tradePwd": self.config.trade_password_digest,
-        }
-        receive_url = checked_text(
-            receive_url, field="receive_url", label=gettext("Callback address"), max_length=MAX_RECEIVE_URL_LENGTH,
-            required=False,
-        )
-        if receive_url:
-            source["receiveUrl"] = receive_url
-        receive_phone = checked_text(
-            receive_phone, field="receive_phone", label=gettext("Receiving phone"), max_length=MAX_RECEIVE_PHONE_LENGTH,
-            required=False,
-        )
-        if receive_phone:
-            source["receivePhone"] = receive_phone
-        request = self._prepare(operation, ECOUPON_PATH, source)
+        prepared = self.prepare_ecoupon(request)
 
         def parse(response: requests.Response) -> ProviderResult:
-            return self._order_result(response, operation, stream_id, querying=False, quantity=quantity)
+            return self._order_result(response, operation, request.req_stream_id, querying=False, quantity=request.quantity)
 
-        return self.execute(request, parse, record=record, client_reference=stream_id)
+        return self.execute(prepared, parse, record=record, client_reference=request.req_stream_id)
 
-    def get_card_info(self, *, req_stream_id: str, record: models.Model | None = None) -> ProviderResult:
+    def prepare_ecoupon(self, request: EcouponPurchase) -> PreparedRequest:
+        """The encrypted request, byte for byte."""
+        return self._prepare("ecoupon", ECOUPON_PATH, request.source(**self._agent_fields()))
+
+    def get_card_info(self, request: CardInfoQuery, *, record: models.Model | None = None) -> ProviderResult:
         """The state of an earlier ecoupon order, with its cards once it has succeeded."""
         operation = "getCardInfo"
-        stream_id = _req_stream_id(req_stream_id)
-        source = {
-            "reqStreamId": stream_id,
-            "agtPhone": self.config.agt_phone,
-            "tradePwd": self.config.trade_password_digest,
-        }
-        request = self._prepare(operation, CARD_INFO_PATH, source)
+        prepared = self.prepare_get_card_info(request)
 
         def parse(response: requests.Response) -> ProviderResult:
-            return self._order_result(response, operation, stream_id, querying=True, quantity=None)
+            return self._order_result(response, operation, request.req_stream_id, querying=True, quantity=None)
 
-        return self.execute(request, parse, record=record, client_reference=stream_id)
+        return self.execute(prepared, parse, record=record, client_reference=request.req_stream_id)
+
+    def prepare_get_card_info(self, request: CardInfoQuery) -> PreparedRequest:
+        return self._prepare("getCardInfo", CARD_INFO_PATH, request.source(**self._agent_fields()))
 
     @classmethod
     def for_callback(cls, payload: Mapping[str, Any]) -> Bst17Client:
@@ -387,6 +426,10 @@ class Bst17Client(ProviderClient):
         )
 
     # --- building and reading ---------------------------------------------------------------
+
+    def _agent_fields(self) -> dict[str, str]:
+        """The agent's own fields of an order or query: who asks, and the trade password's digest."""
+        return {"agt_phone": self.config.agt_phone, "trade_pwd": self.config.trade_password_digest}
 
     def _prepare(self, operation: str, path: str, source: dict[str, Any]) -> PreparedRequest:
         source_json = json.dumps(source, ensure_ascii=False, separators=(",", ":"))

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 import requests
 from django.db import models
@@ -144,13 +144,6 @@ class ExchangeSettings:
         )
 
 
-class BatchItem(NamedTuple):
-    biz_code: str
-    account: str
-    attach_values: str | None = None
-    spec: Decimal | None = None
-
-
 @dataclass(frozen=True)
 class ExchangeCallback:
     """A verified order-status callback, of one merchant account (it may move only that account's orders)."""
@@ -167,21 +160,166 @@ class ExchangeCallback:
     raw: dict[str, Any] = field(repr=False)
 
 
-def _product_code(value: str) -> str:
-    return checked_text(value, field="product_code", label=gettext("Product code"), max_length=MAX_CODE_LENGTH)
-
-
-def _account(value: str) -> str:
-    return checked_text(value, field="account", label=gettext("Account"), max_length=MAX_ACCOUNT_LENGTH)
-
-
-def _biz_code(value: str) -> str:
-    return checked_text(value, field="biz_code", label=gettext("Client reference"), max_length=MAX_CODE_LENGTH)
-
-
 def _face_value_number(amount: Decimal) -> int | Decimal:
     # The documents' example sends a whole face value as an integer (795).
     return int(amount) if amount == amount.to_integral_value() else amount
+
+
+@dataclass(frozen=True, kw_only=True)
+class VipCharge:
+    """One direct charge (order/VIPCharge). Checked on construction: an instance is sendable."""
+
+    product_code: str
+    account: str  # the account charged
+    biz_code: str  # our order number, unique per order: the client reference
+    mobile: str = ""
+
+    def __post_init__(self) -> None:
+        def normalize(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        normalize(
+            "product_code",
+            checked_text(self.product_code, field="product_code", label=gettext("Product code"), max_length=MAX_CODE_LENGTH),
+        )
+        normalize(
+            "mobile",
+            checked_text(
+                self.mobile, field="mobile", label=gettext("Mobile number"), max_length=MAX_MOBILE_LENGTH, required=False
+            ),
+        )
+        normalize(
+            "account", checked_text(self.account, field="account", label=gettext("Account"), max_length=MAX_ACCOUNT_LENGTH)
+        )
+        normalize(
+            "biz_code",
+            checked_text(self.biz_code, field="biz_code", label=gettext("Client reference"), max_length=MAX_CODE_LENGTH),
+        )
+
+    def payload(self, *, merchant_id: str, business_id: str, callback_url: str) -> dict[str, Any]:
+        """The body's fields in the vendor's documented order, optional ones only when given."""
+        payload: dict[str, Any] = {"merchantId": merchant_id, "businessId": business_id, "productCode": self.product_code}
+        if self.mobile:
+            payload["mobile"] = self.mobile
+        payload["account"] = self.account
+        payload["bizCode"] = self.biz_code
+        if callback_url:
+            payload["callbackUrl"] = callback_url
+        return payload
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchItem:
+    """One line of a batch charge. Checked on construction, so a bad line is found with its own order."""
+
+    biz_code: str  # our order number, unique per order
+    account: str
+    attach_values: str = ""
+    spec: Decimal | None = None  # the face value, for products sold by face value
+
+    def __post_init__(self) -> None:
+        def normalize(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        normalize(
+            "biz_code",
+            checked_text(self.biz_code, field="biz_code", label=gettext("Client reference"), max_length=MAX_CODE_LENGTH),
+        )
+        normalize(
+            "account", checked_text(self.account, field="account", label=gettext("Account"), max_length=MAX_ACCOUNT_LENGTH)
+        )
+        normalize(
+            "attach_values",
+            checked_text(
+                self.attach_values, field="attach_values", label=gettext("Account attached values"),
+                max_length=MAX_ATTACH_VALUES_LENGTH, required=False,
+            ),
+        )
+        if self.spec is not None:
+            normalize("spec", checked_money(self.spec, field="spec", label=gettext("Face value")))
+
+    def row(self) -> dict[str, Any]:
+        """The line of itemList, in the vendor's documented order."""
+        row: dict[str, Any] = {"bizCode": self.biz_code, "account": self.account}
+        if self.attach_values:
+            row["accountAttachValues"] = self.attach_values
+        if self.spec is not None:
+            row["spec"] = _face_value_number(self.spec)
+        return row
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchCharge:
+    """A batch of direct charges of one product (order/batch). Checked on construction: an instance is sendable."""
+
+    batch_biz_code: str  # our number for this request: one per request, never reused
+    product_code: str
+    items: Sequence[BatchItem]
+
+    def __post_init__(self) -> None:
+        def normalize(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        normalize(
+            "batch_biz_code",
+            checked_text(
+                self.batch_biz_code, field="batch_biz_code", label=gettext("Batch number"), max_length=MAX_CODE_LENGTH
+            ),
+        )
+        normalize(
+            "product_code",
+            checked_text(self.product_code, field="product_code", label=gettext("Product code"), max_length=MAX_CODE_LENGTH),
+        )
+        items = self.items
+        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) or not all(
+            isinstance(item, BatchItem) for item in items
+        ):
+            raise InvalidRequest(
+                gettext("The items of a batch must be batch items."), field="items", provider=Provider.EXCHANGE
+            )
+        if not items:
+            raise InvalidRequest(gettext("A batch needs at least one item."), field="items", provider=Provider.EXCHANGE)
+        seen: set[str] = set()
+        for item in items:
+            if item.biz_code in seen:
+                raise InvalidRequest(
+                    gettext("The order number %(biz_code)s appears twice in the batch.") % {"biz_code": item.biz_code},
+                    field="items",
+                    provider=Provider.EXCHANGE,
+                )
+            seen.add(item.biz_code)
+        normalize("items", tuple(items))
+
+    def payload(self, *, merchant_id: str, business_id: str, callback_url: str) -> dict[str, Any]:
+        """The body's fields in the vendor's documented order (the callback address before the items)."""
+        payload: dict[str, Any] = {
+            "merchantId": merchant_id,
+            "businessId": business_id,
+            "batchBizCode": self.batch_biz_code,
+            "productCode": self.product_code,
+        }
+        if callback_url:
+            payload["callbackUrl"] = callback_url
+        payload["itemList"] = [item.row() for item in self.items]
+        return payload
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderInfoQuery:
+    """A query of one order's state (order/info). Checked on construction: an instance is sendable."""
+
+    biz_code: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "biz_code",
+            checked_text(self.biz_code, field="biz_code", label=gettext("Client reference"), max_length=MAX_CODE_LENGTH),
+        )
+
+    def payload(self, *, merchant_id: str, business_id: str) -> dict[str, Any]:
+        # Inferred request shape: the documents list the endpoint but not its fields.
+        return {"merchantId": merchant_id, "businessId": business_id, "bizCode": self.biz_code}
 
 
 class ExchangeClient(ProviderClient):
@@ -205,32 +343,14 @@ class ExchangeClient(ProviderClient):
 
     # --- operations -------------------------------------------------------------------------
 
-    def vip_charge(
-        self,
-        *,
-        product_code: str,
-        mobile: str | None,
-        account: str,
-        biz_code: str,
-        record: models.Model | None = None,
-    ) -> ProviderResult:
-        """Place one direct charge. ACCEPTED on success: the final status comes by callback."""
+    def vip_charge(self, request: VipCharge, *, record: models.Model | None = None) -> ProviderResult:
+        """Place one direct charge; its bizCode is the client reference.
+
+        ACCEPTED on success: the final status comes by callback or order/info.
+        """
         operation = "VIPCharge"
-        payload: dict[str, Any] = {
-            "merchantId": self.config.merchant_id,
-            "businessId": self.config.business_id,
-            "productCode": _product_code(product_code),
-        }
-        mobile = checked_text(
-            mobile, field="mobile", label=gettext("Mobile number"), max_length=MAX_MOBILE_LENGTH, required=False
-        )
-        if mobile:
-            payload["mobile"] = mobile
-        payload["account"] = _account(account)
-        payload["bizCode"] = biz_code = _biz_code(biz_code)
-        if self.config.callback_url:
-            payload["callbackUrl"] = self.config.callback_url
-        request = self._prepare(operation, VIP_CHARGE_PATH, payload)
+        prepared = self.prepare_vip_charge(request)
+        biz_code = request.biz_code
 
         def parse(response: requests.Response) -> ProviderResult:
             status, message, data = self._envelope(response)
@@ -240,33 +360,17 @@ class ExchangeClient(ProviderClient):
                 raise ValueError("success without data")
             return self._accepted_item(data, expected_biz_code=biz_code, status=status, message=message)
 
-        return self.execute(request, parse, record=record, client_reference=biz_code)
+        return self.execute(prepared, parse, record=record, client_reference=biz_code)
 
-    def batch_charge(
-        self,
-        *,
-        batch_biz_code: str,
-        product_code: str,
-        items: Sequence[BatchItem | tuple],
-        record: models.Model | None = None,
-    ) -> ProviderResult:
+    def prepare_vip_charge(self, request: VipCharge) -> PreparedRequest:
+        """The signed request, byte for byte (deterministic under a fixed clock and nonce)."""
+        return self._prepare("VIPCharge", VIP_CHARGE_PATH, request.payload(**self._callback_account_fields()))
+
+    def batch_charge(self, request: BatchCharge, *, record: models.Model | None = None) -> ProviderResult:
         """Place a batch of direct charges; the result has one item per bizCode, in request order."""
         operation = "batch"
-        batch_items = [item if isinstance(item, BatchItem) else BatchItem(*item) for item in items]
-        batch_biz_code = checked_text(
-            batch_biz_code, field="batch_biz_code", label=gettext("Batch number"), max_length=MAX_CODE_LENGTH
-        )
-        payload: dict[str, Any] = {
-            "merchantId": self.config.merchant_id,
-            "businessId": self.config.business_id,
-            "batchBizCode": batch_biz_code,
-            "productCode": _product_code(product_code),
-        }
-        if self.config.callback_url:
-            payload["callbackUrl"] = self.config.callback_url
-        payload["itemList"] = self._batch_item_list(batch_items, operation)
-        biz_codes = [row["bizCode"] for row in payload["itemList"]]
-        request = self._prepare(operation, BATCH_PATH, payload)
+        prepared = self.prepare_batch_charge(request)
+        biz_codes = [item.biz_code for item in request.items]
 
         def parse(response: requests.Response) -> ProviderResult:
             status, message, data = self._envelope(response)
@@ -284,24 +388,21 @@ class ExchangeClient(ProviderClient):
                 outcome=Outcome.ACCEPTED,
                 code=str(status),
                 message=message,
-                client_reference=batch_biz_code,
+                client_reference=request.batch_biz_code,
                 items=tuple(results),
                 data={"status": status, "message": message, "data": data},
             )
 
-        return self.execute(request, parse, record=record, client_reference=batch_biz_code)
+        return self.execute(prepared, parse, record=record, client_reference=request.batch_biz_code)
 
-    def order_info(self, *, biz_code: str, record: models.Model | None = None) -> ProviderResult:
+    def prepare_batch_charge(self, request: BatchCharge) -> PreparedRequest:
+        return self._prepare("batch", BATCH_PATH, request.payload(**self._callback_account_fields()))
+
+    def order_info(self, request: OrderInfoQuery, *, record: models.Model | None = None) -> ProviderResult:
         """The current state of one order. A refusal here says nothing about the order itself."""
         operation = "info"
-        biz_code = _biz_code(biz_code)
-        # Inferred request shape: the documents list the endpoint but not its fields.
-        payload = {
-            "merchantId": self.config.merchant_id,
-            "businessId": self.config.business_id,
-            "bizCode": biz_code,
-        }
-        request = self._prepare(operation, ORDER_INFO_PATH, payload)
+        prepared = self.prepare_order_info(request)
+        biz_code = request.biz_code
 
         def parse(response: requests.Response) -> ProviderResult:
             status, message, data = self._envelope(response)
@@ -324,7 +425,13 @@ class ExchangeClient(ProviderClient):
                 data={"status": status, "message": message, "data": data},
             )
 
-        return self.execute(request, parse, record=record, client_reference=biz_code)
+        return self.execute(prepared, parse, record=record, client_reference=biz_code)
+
+    def prepare_order_info(self, request: OrderInfoQuery) -> PreparedRequest:
+        return self._prepare(
+            "info", ORDER_INFO_PATH,
+            request.payload(merchant_id=self.config.merchant_id, business_id=self.config.business_id),
+        )
 
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> ExchangeCallback:
         """Check an order-status callback of this merchant account and read it. `request.headers` will do.
@@ -405,6 +512,14 @@ class ExchangeClient(ProviderClient):
 
     # --- building and reading ---------------------------------------------------------------
 
+    def _callback_account_fields(self) -> dict[str, str]:
+        """The account's own fields of an order placement: who places it and where its callback goes."""
+        return {
+            "merchant_id": self.config.merchant_id,
+            "business_id": self.config.business_id,
+            "callback_url": self.config.callback_url,
+        }
+
     def _prepare(self, operation: str, path: str, payload: dict[str, Any]) -> PreparedRequest:
         body = compact_json(payload)
         signed_headers = {
@@ -472,35 +587,3 @@ class ExchangeClient(ProviderClient):
             settlement_price=answer_decimal(row.get("settlementPrice")),
             data=row,
         )
-
-    def _batch_item_list(self, items: list[BatchItem], operation: str) -> list[dict[str, Any]]:
-        if not items:
-            raise InvalidRequest(
-                gettext("A batch needs at least one item."), field="items", provider=self.provider, operation=operation
-            )
-        seen: set[str] = set()
-        item_list = []
-        for item in items:
-            biz_code = _biz_code(item.biz_code)
-            if biz_code in seen:
-                raise InvalidRequest(
-                    gettext("The order number %(biz_code)s appears twice in the batch.") % {"biz_code": biz_code},
-                    field="items",
-                    provider=self.provider,
-                    operation=operation,
-                )
-            seen.add(biz_code)
-            row: dict[str, Any] = {
-                "bizCode": biz_code,
-                "account": _account(item.account),
-            }
-            attach_values = checked_text(
-                item.attach_values, field="attach_values", label=gettext("Account attached values"),
-                max_length=MAX_ATTACH_VALUES_LENGTH, required=False,
-            )
-            if attach_values:
-                row["accountAttachValues"] = attach_values
-            if item.spec is not None:
-                row["spec"] = _face_value_number(checked_money(item.spec, field="spec", label=gettext("Face value")))
-            item_list.append(row)
-        return item_list

@@ -99,7 +99,7 @@ class FailingClient:
     def __init__(self, err: ProviderError):
         self.err = err
 
-    def vip_charge(self, **_kwargs):
+    def vip_charge(self, _request, **_kwargs):
         raise self.err
 
     ecoupon = vip_charge

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from decimal import Decimal
@@ -17,6 +18,8 @@ from providers.bst17.client import (
     Bst17Client,
     Bst17QueryTooFrequent,
     Bst17Settings,
+    CardInfoQuery,
+    EcouponPurchase,
     mask_card_pins,
 )
 from providers.exceptions import (
@@ -63,7 +66,7 @@ def upstream():
 
 
 def buy(client: Bst17Client, quantity: int = 2):
-    return client.ecoupon(product_code="69", req_stream_id=STREAM_ID, quantity=quantity)
+    return client.ecoupon(EcouponPurchase(product_code="69", req_stream_id=STREAM_ID, quantity=quantity))
 
 
 def answer(status: int, msg: str = "", **extra) -> dict:
@@ -107,7 +110,10 @@ def test_ecoupon_sends_the_recorded_request_with_the_password_digest(client, ups
     upstream.post(ECOUPON_URL, json=load("ecoupon_response_success.json"))
 
     client.ecoupon(
-        product_code="69", req_stream_id=STREAM_ID, quantity=2, receive_url="xx@example.test", receive_phone="13800000000"
+        EcouponPurchase(
+            product_code="69", req_stream_id=STREAM_ID, quantity=2, receive_url="xx@example.test",
+            receive_phone="13800000000",
+        )
     )
 
     assert_matches_fixture(wire_of(upstream.calls[0].request), "ecoupon_request.json")
@@ -125,7 +131,7 @@ def test_ecoupon_sends_the_recorded_request_with_the_password_digest(client, ups
 def test_get_card_info_sends_the_recorded_request(client, upstream):
     upstream.post(CARD_INFO_URL, json=load("card_info_response_success.json"))
 
-    client.get_card_info(req_stream_id=STREAM_ID)
+    client.get_card_info(CardInfoQuery(req_stream_id=STREAM_ID))
 
     assert_matches_fixture(wire_of(upstream.calls[0].request), "card_info_request.json")
 
@@ -257,7 +263,7 @@ OPERATIONS = {
     "getProductList": (PRODUCT_LIST_URL, lambda client: client.get_product_list()),
     "queryAgtBalance": (BALANCE_URL, lambda client: client.query_balance()),
     "ecoupon": (ECOUPON_URL, lambda client: buy(client)),
-    "getCardInfo": (CARD_INFO_URL, lambda client: client.get_card_info(req_stream_id=STREAM_ID)),
+    "getCardInfo": (CARD_INFO_URL, lambda client: client.get_card_info(CardInfoQuery(req_stream_id=STREAM_ID))),
 }
 LOST_OR_UNREADABLE = {
     "read timeout": {"body": requests.exceptions.ReadTimeout("read timed out")},
@@ -330,7 +336,7 @@ def test_the_card_key_defaults_to_the_app_key(settings, upstream):
 def test_card_info_of_a_finished_order_gives_its_cards(client, upstream):
     upstream.post(CARD_INFO_URL, json=load("card_info_response_success.json"))
 
-    result = client.get_card_info(req_stream_id=STREAM_ID)
+    result = client.get_card_info(CardInfoQuery(req_stream_id=STREAM_ID))
 
     assert result.outcome == Outcome.SUCCEEDED
     assert [card.pin for card in result.card_secrets] == FIXTURE_PINS
@@ -347,14 +353,14 @@ def test_card_info_of_a_finished_order_gives_its_cards(client, upstream):
 def test_card_info_statuses_map_to_the_order_state(client, upstream, status, outcome):
     upstream.post(CARD_INFO_URL, json=answer(status, reqStreamId=STREAM_ID))
 
-    assert client.get_card_info(req_stream_id=STREAM_ID).outcome == outcome
+    assert client.get_card_info(CardInfoQuery(req_stream_id=STREAM_ID)).outcome == outcome
 
 
 def test_card_info_queried_too_often_raises_something_to_back_off_on(client, upstream):
     upstream.post(CARD_INFO_URL, json=answer(1017, "查询过于频繁"))
 
     with pytest.raises(Bst17QueryTooFrequent) as caught:
-        client.get_card_info(req_stream_id=STREAM_ID)
+        client.get_card_info(CardInfoQuery(req_stream_id=STREAM_ID))
 
     assert caught.value.code == "1017"
     assert caught.value.retry_safe
@@ -365,33 +371,69 @@ def test_card_info_refused_raises(client, upstream, status):
     upstream.post(CARD_INFO_URL, json=answer(status))
 
     with pytest.raises(ProviderRejected):
-        client.get_card_info(req_stream_id=STREAM_ID)
+        client.get_card_info(CardInfoQuery(req_stream_id=STREAM_ID))
 
 
 # --- our own bad input ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("call", "field"),
-    [
-        (lambda c: c.ecoupon(product_code="", req_stream_id="r", quantity=1), "product_code"),
-        (lambda c: c.ecoupon(product_code="abc", req_stream_id="r", quantity=1), "product_code"),
-        (lambda c: c.ecoupon(product_code="69", req_stream_id="", quantity=1), "req_stream_id"),
-        (lambda c: c.ecoupon(product_code="69", req_stream_id="r" * 33, quantity=1), "req_stream_id"),
-        (lambda c: c.ecoupon(product_code="69", req_stream_id="r", quantity=0), "quantity"),
-        (lambda c: c.ecoupon(product_code="69", req_stream_id="r", quantity=True), "quantity"),
-        (lambda c: c.ecoupon(product_code="69", req_stream_id="r", quantity="2"), "quantity"),
-        (lambda c: c.ecoupon(product_code="69", req_stream_id="r", quantity=1, receive_url="x" * 256), "receive_url"),
-        (lambda c: c.get_card_info(req_stream_id=" "), "req_stream_id"),
-    ],
-)
-def test_bad_input_is_refused_before_anything_is_sent_or_recorded(client, upstream, call, field):
+def purchase_with(**changes) -> EcouponPurchase:
+    return EcouponPurchase(**{"product_code": "69", "req_stream_id": STREAM_ID, "quantity": 2, **changes})
+
+
+@pytest.fixture
+def answering_upstream():
+    """Every endpoint answers with success, so a request that went out would be seen, not fail on its own."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post(ECOUPON_URL, json=load("ecoupon_response_success.json"))
+        mock.post(CARD_INFO_URL, json=load("card_info_response_success.json"))
+        yield mock
+
+
+BAD_REQUESTS = {
+    "no product code": (lambda c: c.ecoupon(purchase_with(product_code="")), "product_code"),
+    "product code not a number": (lambda c: c.ecoupon(purchase_with(product_code="abc")), "product_code"),
+    # isdigit() takes these, and int() reads the first as 69 and refuses the second with a ValueError.
+    "product code in other digits": (lambda c: c.ecoupon(purchase_with(product_code="٦٩")), "product_code"),
+    "product code a superscript": (lambda c: c.ecoupon(purchase_with(product_code="²")), "product_code"),
+    "product code too long": (lambda c: c.ecoupon(purchase_with(product_code="1" * 19)), "product_code"),
+    "product code a float": (lambda c: c.ecoupon(purchase_with(product_code=6.9)), "product_code"),
+    "no stream id": (lambda c: c.ecoupon(purchase_with(req_stream_id="")), "req_stream_id"),
+    "stream id too long": (lambda c: c.ecoupon(purchase_with(req_stream_id="r" * 33)), "req_stream_id"),
+    "stream id a number": (lambda c: c.ecoupon(purchase_with(req_stream_id=12345)), "req_stream_id"),
+    "no cards": (lambda c: c.ecoupon(purchase_with(quantity=0)), "quantity"),
+    "quantity a bool": (lambda c: c.ecoupon(purchase_with(quantity=True)), "quantity"),
+    "quantity text": (lambda c: c.ecoupon(purchase_with(quantity="2")), "quantity"),
+    "callback address too long": (lambda c: c.ecoupon(purchase_with(receive_url="x" * 256)), "receive_url"),
+    "receiving phone too long": (lambda c: c.ecoupon(purchase_with(receive_phone="1" * 21)), "receive_phone"),
+    "card query, blank stream id": (lambda c: c.get_card_info(CardInfoQuery(req_stream_id=" ")), "req_stream_id"),
+    "card query, stream id too long": (
+        lambda c: c.get_card_info(CardInfoQuery(req_stream_id="r" * 33)), "req_stream_id"
+    ),
+}
+
+
+@pytest.mark.parametrize(("call", "field"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_a_bad_field_is_refused_naming_it_before_anything_is_sent_or_recorded(client, answering_upstream, call, field):
     with pytest.raises(InvalidRequest) as caught:
         call(client)
 
     assert caught.value.field == field
-    assert len(upstream.calls) == 0
+    assert caught.value.message
+    assert consequence_of(caught.value) is Consequence.NOT_CARRIED_OUT
+    for secret in support.secrets_of_test_account():
+        assert secret not in str(caught.value)
+    assert len(answering_upstream.calls) == 0
     assert ProviderCall.objects.count() == 0
+
+
+def test_a_purchase_is_checked_and_trimmed_once_and_cannot_be_changed_afterwards():
+    purchase = purchase_with(product_code=" 69 ", req_stream_id=f" {STREAM_ID} ", receive_url=None)
+
+    assert (purchase.product_code, purchase.req_stream_id, purchase.receive_url) == (69, STREAM_ID, "")
+    assert purchase_with(product_code=69) == purchase
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        purchase.quantity = 0  # type: ignore[misc]
 
 
 # --- callbacks --------------------------------------------------------------------------------

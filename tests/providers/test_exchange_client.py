@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import socket
@@ -22,7 +23,14 @@ from providers.exceptions import (
     SignatureInvalid,
     consequence_of,
 )
-from providers.exchange.client import BatchItem, ExchangeClient, ExchangeSettings
+from providers.exchange.client import (
+    BatchCharge,
+    BatchItem,
+    ExchangeClient,
+    ExchangeSettings,
+    OrderInfoQuery,
+    VipCharge,
+)
 from providers.models import ProviderCall
 from providers.results import Outcome
 from tests.providers import exchange_support as support
@@ -61,7 +69,12 @@ def upstream():
 
 
 def place_vip_charge(client: ExchangeClient, biz_code: str = "BO20240520000001"):
-    return client.vip_charge(product_code="87103", mobile="15012616978", account="w23b52", biz_code=biz_code)
+    return client.vip_charge(VipCharge(product_code="87103", mobile="15012616978", account="w23b52", biz_code=biz_code))
+
+
+def batch(batch_biz_code: str, product_code: str, *lines: tuple[str, str]) -> BatchCharge:
+    items = [BatchItem(biz_code=biz_code, account=account) for biz_code, account in lines]
+    return BatchCharge(batch_biz_code=batch_biz_code, product_code=product_code, items=items)
 
 
 def assert_no_secret_stored() -> None:
@@ -84,14 +97,15 @@ def test_vip_charge_sends_the_recorded_request(client, upstream):
 def test_batch_charge_sends_the_recorded_request(client, upstream):
     upstream.post(BATCH_URL, json=load("batch_response_success.json"))
 
-    client.batch_charge(
+    client.batch_charge(BatchCharge(
         batch_biz_code="BATCH20240520001",
         product_code="54092",
         items=[
-            ("BO20240520000101", "1000113200001234567", "张三", Decimal("100")),
+            BatchItem(biz_code="BO20240520000101", account="1000113200001234567", attach_values="张三",
+                      spec=Decimal("100")),
             BatchItem(biz_code="BO20240520000102", account="1000113200007654321", spec=Decimal("100.50")),
         ],
-    )
+    ))
 
     assert_matches_fixture(wire_of(upstream.calls[0].request), "batch_request.json")
 
@@ -99,7 +113,7 @@ def test_batch_charge_sends_the_recorded_request(client, upstream):
 def test_order_info_sends_the_recorded_request(client, upstream):
     upstream.post(INFO_URL, json=load("info_response_success.json"))
 
-    client.order_info(biz_code="BO20240520000001")
+    client.order_info(OrderInfoQuery(biz_code="BO20240520000001"))
 
     assert_matches_fixture(wire_of(upstream.calls[0].request), "info_request.json")
 
@@ -174,8 +188,8 @@ def test_a_non_success_status_that_names_a_platform_order_is_unknown_not_refused
 
 OPERATIONS = {
     "VIPCharge": (VIP_CHARGE_URL, lambda client: place_vip_charge(client)),
-    "batch": (BATCH_URL, lambda client: client.batch_charge(batch_biz_code="B1", product_code="54092", items=[("BO1", "a")])),
-    "info": (INFO_URL, lambda client: client.order_info(biz_code="BO20240520000001")),
+    "batch": (BATCH_URL, lambda client: client.batch_charge(batch("B1", "54092", ("BO1", "a")))),
+    "info": (INFO_URL, lambda client: client.order_info(OrderInfoQuery(biz_code="BO20240520000001"))),
 }
 LOST_OR_UNREADABLE = {
     "read timeout": {"body": requests.exceptions.ReadTimeout("read timed out")},
@@ -238,11 +252,7 @@ def test_a_batch_gives_one_item_per_biz_code_in_request_order(client, upstream):
     answer["data"].reverse()
     upstream.post(BATCH_URL, json=answer)
 
-    result = client.batch_charge(
-        batch_biz_code="BATCH20240520001",
-        product_code="54092",
-        items=[("BO20240520000101", "acc-1", None, None), ("BO20240520000102", "acc-2", None, None)],
-    )
+    result = client.batch_charge(batch("BATCH20240520001", "54092", ("BO20240520000101", "acc-1"), ("BO20240520000102", "acc-2")))
 
     assert result.outcome == Outcome.ACCEPTED
     assert result.client_reference == "BATCH20240520001"
@@ -258,11 +268,7 @@ def test_a_batch_line_missing_from_the_answer_is_unknown(client, upstream):
     answer["data"] = answer["data"][:1]
     upstream.post(BATCH_URL, json=answer)
 
-    result = client.batch_charge(
-        batch_biz_code="BATCH20240520001",
-        product_code="54092",
-        items=[("BO20240520000101", "acc-1"), ("BO20240520000102", "acc-2")],
-    )
+    result = client.batch_charge(batch("BATCH20240520001", "54092", ("BO20240520000101", "acc-1"), ("BO20240520000102", "acc-2")))
 
     assert [item.outcome for item in result.items] == [Outcome.ACCEPTED, Outcome.UNKNOWN]
 
@@ -271,7 +277,7 @@ def test_a_refused_batch_raises(client, upstream):
     upstream.post(BATCH_URL, json={"status": 410, "message": "产品不存在", "data": None})
 
     with pytest.raises(ProviderRejected) as caught:
-        client.batch_charge(batch_biz_code="B1", product_code="0", items=[("BO1", "acc")])
+        client.batch_charge(batch("B1", "0", ("BO1", "acc")))
 
     assert caught.value.code == "410"
 
@@ -291,7 +297,7 @@ def test_order_info_maps_the_order_state_and_never_guesses_success(client, upstr
     answer["data"]["status"] = order_status
     upstream.post(INFO_URL, json=answer)
 
-    result = client.order_info(biz_code="BO20240520000001")
+    result = client.order_info(OrderInfoQuery(biz_code="BO20240520000001"))
 
     assert result.outcome == outcome
     assert result.upstream_reference == "EX202405200001"
@@ -301,7 +307,7 @@ def test_order_info_refused_raises_without_saying_anything_about_the_order(clien
     upstream.post(INFO_URL, json={"status": 404, "message": "订单不存在", "data": None})
 
     with pytest.raises(ProviderRejected) as caught:
-        client.order_info(biz_code="BO20240520000001")
+        client.order_info(OrderInfoQuery(biz_code="BO20240520000001"))
 
     assert caught.value.code == "404"
 
@@ -309,28 +315,87 @@ def test_order_info_refused_raises_without_saying_anything_about_the_order(clien
 # --- our own bad input ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("call", "field"),
-    [
-        (lambda c: c.vip_charge(product_code="", mobile=None, account="a", biz_code="b"), "product_code"),
-        (lambda c: c.vip_charge(product_code="p", mobile=None, account="  ", biz_code="b"), "account"),
-        (lambda c: c.vip_charge(product_code="p", mobile=None, account="a", biz_code="b" * 65), "biz_code"),
-        (lambda c: c.vip_charge(product_code="p", mobile="1" * 21, account="a", biz_code="b"), "mobile"),
-        (lambda c: c.batch_charge(batch_biz_code="B", product_code="p", items=[]), "items"),
-        (lambda c: c.batch_charge(batch_biz_code="B", product_code="p", items=[("x", "a"), ("x", "b")]), "items"),
-        (lambda c: c.batch_charge(batch_biz_code="", product_code="p", items=[("x", "a")]), "batch_biz_code"),
-        (lambda c: c.batch_charge(batch_biz_code="B", product_code="p", items=[("x", "a", None, Decimal("0"))]), "spec"),
-        (lambda c: c.batch_charge(batch_biz_code="B", product_code="p", items=[("x", "a", None, Decimal("1.001"))]), "spec"),
-        (lambda c: c.order_info(biz_code=""), "biz_code"),
-    ],
-)
-def test_bad_input_is_refused_before_anything_is_sent_or_recorded(client, upstream, call, field):
+def vip_charge_with(**changes) -> VipCharge:
+    fields = {"product_code": "87103", "mobile": "15012616978", "account": "w23b52", "biz_code": "BO20240520000001"}
+    return VipCharge(**{**fields, **changes})
+
+
+def batch_item_with(**changes) -> BatchItem:
+    return BatchItem(**{"biz_code": "BO20240520000101", "account": "acc-1", **changes})
+
+
+def batch_with(**changes) -> BatchCharge:
+    fields = {"batch_biz_code": "BATCH20240520001", "product_code": "54092", "items": [batch_item_with()]}
+    return BatchCharge(**{**fields, **changes})
+
+
+@pytest.fixture
+def answering_upstream():
+    """Every endpoint answers with success, so a request that went out would be seen, not fail on its own."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post(VIP_CHARGE_URL, json=load("vipcharge_response_success.json"))
+        mock.post(BATCH_URL, json=load("batch_response_success.json"))
+        mock.post(INFO_URL, json=load("info_response_success.json"))
+        yield mock
+
+
+BAD_REQUESTS = {
+    "VIPCharge, no product code": (lambda c: c.vip_charge(vip_charge_with(product_code="")), "product_code"),
+    "VIPCharge, product code a number": (lambda c: c.vip_charge(vip_charge_with(product_code=87103)), "product_code"),
+    "VIPCharge, blank account": (lambda c: c.vip_charge(vip_charge_with(account="  ")), "account"),
+    "VIPCharge, account too long": (lambda c: c.vip_charge(vip_charge_with(account="a" * 129)), "account"),
+    "VIPCharge, order number too long": (lambda c: c.vip_charge(vip_charge_with(biz_code="b" * 65)), "biz_code"),
+    "VIPCharge, no order number": (lambda c: c.vip_charge(vip_charge_with(biz_code=None)), "biz_code"),
+    "VIPCharge, mobile too long": (lambda c: c.vip_charge(vip_charge_with(mobile="1" * 21)), "mobile"),
+    "VIPCharge, mobile a number": (lambda c: c.vip_charge(vip_charge_with(mobile=15012616978)), "mobile"),
+    "batch, no items": (lambda c: c.batch_charge(batch_with(items=[])), "items"),
+    "batch, items not batch items": (lambda c: c.batch_charge(batch_with(items=[("x", "a")])), "items"),
+    "batch, items not a list": (lambda c: c.batch_charge(batch_with(items=None)), "items"),
+    "batch, an order twice": (
+        lambda c: c.batch_charge(batch_with(items=[batch_item_with(biz_code="x"), batch_item_with(biz_code="x ")])),
+        "items",
+    ),
+    "batch, no batch number": (lambda c: c.batch_charge(batch_with(batch_biz_code="")), "batch_biz_code"),
+    "batch, no product code": (lambda c: c.batch_charge(batch_with(product_code=" ")), "product_code"),
+    "batch item, no account": (lambda c: c.batch_charge(batch_with(items=[batch_item_with(account="")])), "account"),
+    "batch item, order number too long": (
+        lambda c: c.batch_charge(batch_with(items=[batch_item_with(biz_code="b" * 65)])), "biz_code"
+    ),
+    "batch item, attached values too long": (
+        lambda c: c.batch_charge(batch_with(items=[batch_item_with(attach_values="v" * 513)])), "attach_values"
+    ),
+    "batch item, zero face value": (lambda c: c.batch_charge(batch_with(items=[batch_item_with(spec=Decimal("0"))])), "spec"),
+    "batch item, face value below a cent": (
+        lambda c: c.batch_charge(batch_with(items=[batch_item_with(spec=Decimal("1.001"))])), "spec"
+    ),
+    "batch item, face value a float": (lambda c: c.batch_charge(batch_with(items=[batch_item_with(spec=1.5)])), "spec"),
+    "info, no order number": (lambda c: c.order_info(OrderInfoQuery(biz_code="")), "biz_code"),
+    "info, order number too long": (lambda c: c.order_info(OrderInfoQuery(biz_code="b" * 65)), "biz_code"),
+}
+
+
+@pytest.mark.parametrize(("call", "field"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_a_bad_field_is_refused_naming_it_before_anything_is_sent_or_recorded(client, answering_upstream, call, field):
     with pytest.raises(InvalidRequest) as caught:
         call(client)
 
     assert caught.value.field == field
-    assert len(upstream.calls) == 0
+    assert caught.value.message
+    assert consequence_of(caught.value) is Consequence.NOT_CARRIED_OUT
+    assert len(answering_upstream.calls) == 0
     assert ProviderCall.objects.count() == 0
+
+
+def test_a_request_is_checked_and_trimmed_once_and_cannot_be_changed_afterwards():
+    request = vip_charge_with(account=" w23b52 ", mobile=None)
+    items = [batch_item_with(spec=Decimal("100"))]
+    batch_request = batch_with(items=items)
+    items.append(batch_item_with())  # would be the same order twice, had the request kept the caller's list
+
+    assert (request.account, request.mobile) == ("w23b52", "")
+    assert batch_request.items == (batch_item_with(spec=Decimal("100.00")),)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.account = ""  # type: ignore[misc]
 
 
 # --- callbacks --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import requests
 
 from config.provider_settings import provider_accounts
 from providers.exceptions import OutcomeUnknown, ProviderRejected
-from providers.exchange.client import ExchangeClient
+from providers.exchange.client import BatchCharge, BatchItem, ExchangeClient, OrderInfoQuery, VipCharge
 from providers.models import ProviderCall
 from providers.results import Outcome
 from providers.sandbox.server import Fault
@@ -46,25 +46,25 @@ def test_a_vip_charge_is_accepted_then_confirmed_by_a_signed_callback(platform, 
     client = ExchangeClient()
     biz_code = new_code()
 
-    result = client.vip_charge(product_code="87103", mobile="15012616978", account="w23b52", biz_code=biz_code)
+    result = client.vip_charge(VipCharge(product_code="87103", mobile="15012616978", account="w23b52", biz_code=biz_code))
 
     assert result.outcome == Outcome.ACCEPTED
     assert result.upstream_reference
     callback = client.verify_callback(*as_received(receiver.wait_for(1)[0]))
     assert (callback.biz_code, callback.order_code, callback.status) == (biz_code, result.upstream_reference, Outcome.SUCCEEDED)
     assert callback.settlement_price == result.settlement_price
-    assert client.order_info(biz_code=biz_code).outcome == Outcome.SUCCEEDED
+    assert client.order_info(OrderInfoQuery(biz_code=biz_code)).outcome == Outcome.SUCCEEDED
 
 
 def test_a_charge_that_fails_upstream_is_reported_failed(platform, receiver):
     client = ExchangeClient()
     biz_code = new_code()
 
-    client.vip_charge(product_code="87103", mobile=None, account="fail-w23b52", biz_code=biz_code)
+    client.vip_charge(VipCharge(product_code="87103", mobile=None, account="fail-w23b52", biz_code=biz_code))
 
     callback = client.verify_callback(*as_received(receiver.wait_for(1)[0]))
     assert callback.status == Outcome.FAILED
-    assert client.order_info(biz_code=biz_code).outcome == Outcome.FAILED
+    assert client.order_info(OrderInfoQuery(biz_code=biz_code)).outcome == Outcome.FAILED
 
 
 def test_the_callback_is_retried_until_the_receiver_answers_success(platform, receiver):
@@ -72,7 +72,7 @@ def test_the_callback_is_retried_until_the_receiver_answers_success(platform, re
     client = ExchangeClient()
     biz_code = new_code()
 
-    client.vip_charge(product_code="87103", mobile=None, account="w23b52", biz_code=biz_code)
+    client.vip_charge(VipCharge(product_code="87103", mobile=None, account="w23b52", biz_code=biz_code))
 
     received = receiver.wait_for(3)
     assert {client.verify_callback(*as_received(item)).biz_code for item in received} == {biz_code}
@@ -83,18 +83,19 @@ def test_order_info_tells_a_processing_order_before_its_callback(platform, monke
     monkeypatch.setattr(platform, "callback_delay", 5.0)
     client = ExchangeClient()
     biz_code = new_code()
-    client.vip_charge(product_code="87104", mobile=None, account="w23b52", biz_code=biz_code)
+    client.vip_charge(VipCharge(product_code="87104", mobile=None, account="w23b52", biz_code=biz_code))
 
-    assert client.order_info(biz_code=biz_code).outcome == Outcome.ACCEPTED
+    assert client.order_info(OrderInfoQuery(biz_code=biz_code)).outcome == Outcome.ACCEPTED
 
 
 def test_a_batch_is_accepted_per_line_and_each_line_is_called_back(platform, receiver):
     client = ExchangeClient()
     codes = [new_code(), new_code()]
 
-    result = client.batch_charge(
-        batch_biz_code=new_code("BATCH"), product_code="54092", items=[(codes[0], "acc-1"), (codes[1], "acc-2", "x", None)]
-    )
+    result = client.batch_charge(BatchCharge(
+        batch_biz_code=new_code("BATCH"), product_code="54092",
+        items=[BatchItem(biz_code=codes[0], account="acc-1"), BatchItem(biz_code=codes[1], account="acc-2", attach_values="x")],
+    ))
 
     assert [(item.client_reference, item.outcome) for item in result.items] == [(code, Outcome.ACCEPTED) for code in codes]
     callbacks = [client.verify_callback(*as_received(item)) for item in receiver.wait_for(2)]
@@ -109,13 +110,14 @@ def test_an_md5_account_round_trips(sandbox_environment, platform, settings, rec
     client = ExchangeClient()
     biz_code = new_code()
 
-    assert client.vip_charge(product_code="87103", mobile=None, account="a", biz_code=biz_code).outcome == Outcome.ACCEPTED
+    result = client.vip_charge(VipCharge(product_code="87103", mobile=None, account="a", biz_code=biz_code))
+    assert result.outcome == Outcome.ACCEPTED
     assert client.verify_callback(*as_received(receiver.wait_for(1)[0])).status == Outcome.SUCCEEDED
 
 
 def test_an_unknown_order_is_refused_by_order_info(platform):
     with pytest.raises(ProviderRejected) as caught:
-        ExchangeClient().order_info(biz_code=new_code())
+        ExchangeClient().order_info(OrderInfoQuery(biz_code=new_code()))
 
     assert caught.value.code == "404"
 
@@ -126,7 +128,7 @@ def test_a_bad_signature_is_refused(platform):
     biz_code = new_code()
 
     with pytest.raises(ProviderRejected) as caught:
-        client.vip_charge(product_code="87103", mobile=None, account="a", biz_code=biz_code)
+        client.vip_charge(VipCharge(product_code="87103", mobile=None, account="a", biz_code=biz_code))
 
     assert caught.value.code == "401"
     assert biz_code not in platform.orders
@@ -146,7 +148,7 @@ def test_a_stale_timestamp_is_refused(platform):
     client = ExchangeClient(clock=lambda: time.time() - 6 * 60)
 
     with pytest.raises(ProviderRejected) as caught:
-        client.vip_charge(product_code="87103", mobile=None, account="a", biz_code=new_code())
+        client.vip_charge(VipCharge(product_code="87103", mobile=None, account="a", biz_code=new_code()))
 
     assert caught.value.code == "402"
 
@@ -154,11 +156,11 @@ def test_a_stale_timestamp_is_refused(platform):
 def test_a_reused_nonce_is_refused(platform):
     nonce = uuid.uuid4().hex
     client = ExchangeClient(nonce=lambda: nonce)
-    client.vip_charge(product_code="87103", mobile=None, account="a", biz_code=new_code())
+    client.vip_charge(VipCharge(product_code="87103", mobile=None, account="a", biz_code=new_code()))
     second = new_code()
 
     with pytest.raises(ProviderRejected) as caught:
-        client.vip_charge(product_code="87103", mobile=None, account="a", biz_code=second)
+        client.vip_charge(VipCharge(product_code="87103", mobile=None, account="a", biz_code=second))
 
     assert caught.value.code == "403"
     assert second not in platform.orders
@@ -167,10 +169,10 @@ def test_a_reused_nonce_is_refused(platform):
 def test_a_reused_biz_code_is_refused(platform):
     client = ExchangeClient()
     biz_code = new_code()
-    client.vip_charge(product_code="87103", mobile=None, account="a", biz_code=biz_code)
+    client.vip_charge(VipCharge(product_code="87103", mobile=None, account="a", biz_code=biz_code))
 
     with pytest.raises(ProviderRejected) as caught:
-        client.vip_charge(product_code="87103", mobile=None, account="a", biz_code=biz_code)
+        client.vip_charge(VipCharge(product_code="87103", mobile=None, account="a", biz_code=biz_code))
 
     assert caught.value.code == "409"
 
@@ -179,7 +181,7 @@ def test_an_injected_rejection_uses_the_platform_error_shape(platform, sandbox):
     sandbox.add_fault(Fault(vendor="exchange", kind="reject", operation="VIPCharge", code="429", message="限流"))
 
     with pytest.raises(ProviderRejected) as caught:
-        ExchangeClient().vip_charge(product_code="87103", mobile=None, account="a", biz_code=new_code())
+        ExchangeClient().vip_charge(VipCharge(product_code="87103", mobile=None, account="a", biz_code=new_code()))
 
     assert (caught.value.code, caught.value.message) == ("429", "限流")
 
@@ -190,7 +192,7 @@ def test_a_timeout_is_unknown_and_never_resent(platform, sandbox, settings):
     biz_code = new_code()
 
     with pytest.raises(OutcomeUnknown):
-        ExchangeClient().vip_charge(product_code="87103", mobile=None, account="a", biz_code=biz_code)
+        ExchangeClient().vip_charge(VipCharge(product_code="87103", mobile=None, account="a", biz_code=biz_code))
 
     assert platform.charge_requests[biz_code] == 1
     assert biz_code in platform.orders
@@ -199,7 +201,7 @@ def test_a_timeout_is_unknown_and_never_resent(platform, sandbox, settings):
 
 def test_the_call_log_holds_no_key(platform, sandbox_environment):
     client = ExchangeClient()
-    client.vip_charge(product_code="87103", mobile=None, account="a", biz_code=new_code())
+    client.vip_charge(VipCharge(product_code="87103", mobile=None, account="a", biz_code=new_code()))
 
     stored = json.dumps(list(ProviderCall.objects.values()), default=str)
     assert "PRIVATE KEY" not in stored
