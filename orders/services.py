@@ -41,7 +41,7 @@ from orders.models import (
 )
 from orders.pins import decrypt_pin, encrypt_pin
 from providers.bst17.client import Bst17Client, Bst17QueryTooFrequent, CardInfoQuery, EcouponPurchase
-from providers.exceptions import Consequence, ProviderError, ProviderNotReached, consequence_of
+from providers.exceptions import Consequence, InvalidRequest, ProviderError, ProviderNotReached, consequence_of
 from providers.exchange.client import (
     BatchCharge,
     BatchItem,
@@ -785,6 +785,18 @@ def batch_submit_chunk(*, batch_id: int, chunk_number: int, order_ids: Sequence[
         return 0
     batch = OrderBatch.objects.select_related("product").get(pk=batch_id)
     orders = list(RechargeOrder.objects.filter(pk__in=claimed).order_by("pk"))
+    # An item the platform would refuse (InvalidRequest, nothing sent) fails on its own, as a
+    # single order would; the others of the chunk go without it.
+    items, sendable = [], []
+    for order in orders:
+        try:
+            items.append(batch_item_request(order))
+        except InvalidRequest as err:
+            _apply_error([order.pk], err)
+        else:
+            sendable.append(order)
+    if not sendable:
+        return len(orders)
     client = ExchangeClient(merchant_account=batch.product.merchant_account)
     try:
         result = client.batch_charge(
@@ -792,17 +804,17 @@ def batch_submit_chunk(*, batch_id: int, chunk_number: int, order_ids: Sequence[
                 # One batchBizCode per chunk: a chunk is claimed once, so it is sent once.
                 batch_biz_code=f"{batch.batch_code}C{chunk_number:04d}",
                 product_code=batch.product.code,
-                items=[batch_item_request(o) for o in orders],
+                items=items,
             ),
             record=batch,
         )
     except ProviderError as err:
-        _apply_error([o.pk for o in orders], err)
+        _apply_error([o.pk for o in sendable], err)
         return len(orders)
     by_reference = {item.client_reference: item for item in result.items}
     accepted = _Acceptances()
     try:
-        for order in orders:
+        for order in sendable:
             item = by_reference.get(order.client_reference)
             if item is None:  # the answer did not mention it: its fate is not known
                 _apply(order.pk, OrderStatus.UNKNOWN, from_statuses=[OrderStatus.SUBMITTING],
