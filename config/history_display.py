@@ -59,7 +59,7 @@ JOB_LABELS = {
     "distributors.run_import": gettext_lazy("Import"),
     "distributors.run_export": gettext_lazy("Export"),
     "orders.submit_orders": gettext_lazy("Order submission"),
-    "orders.submit_order": gettext_lazy("Order submission"),
+    "orders.submit_order": gettext_lazy("Order submission"),  # a removed task: its events stay in the history
     "orders.submit_batch_chunk": gettext_lazy("Batch submission"),
     "orders.query_order": gettext_lazy("Order status query"),
     "orders.reconcile": gettext_lazy("Reconciliation"),

@@ -770,14 +770,6 @@ def _submit_one(order: RechargeOrder, client, accepted: _Acceptances) -> str:
     return _apply_result(order.pk, result, from_statuses=[OrderStatus.SUBMITTING])
 
 
-def order_submit(*, order_id: int) -> str:
-    """Send one queued order upstream. Returns its status afterwards (as it was, if it was not queued)."""
-    submitted = orders_submit(order_ids=[order_id])
-    if order_id in submitted:
-        return submitted[order_id]
-    return RechargeOrder.objects.values_list("status", flat=True).get(pk=order_id)
-
-
 def batch_submit_chunk(*, batch_id: int, chunk_number: int, order_ids: Sequence[int]) -> int:
     """Send one chunk of a batch through order/batch. Items already claimed elsewhere are left out."""
     claimed = _claim(order_ids)

@@ -23,15 +23,6 @@ def submit_orders(context: JobContext, order_ids: list[int]) -> dict[int, str]:
     return orders_submit(order_ids=order_ids)
 
 
-# Jobs deferred for one order each before orders were submitted in groups still run.
-@app.task(queue="orders", pass_context=True, name="orders.submit_order", retry=RETRY_UNREACHED)
-@attributed
-def submit_order(context: JobContext, order_id: int) -> str:
-    from orders.services import order_submit
-
-    return order_submit(order_id=order_id)
-
-
 @app.task(queue="orders", pass_context=True, name="orders.submit_batch_chunk", retry=RETRY_UNREACHED)
 @attributed
 def submit_batch_chunk(context: JobContext, batch_id: int, chunk_number: int, order_ids: list[int]) -> int:

@@ -17,7 +17,7 @@ from django.db import connection
 
 from config.roles import FINANCE_CLERK
 from orders.models import CardSecret, OrderKind, OrderStatus, Product, RechargeOrder
-from orders.services import order_create, order_submit, orders_place
+from orders.services import order_create, orders_place, orders_submit
 from providers.models import ProviderCall
 from providers.sandbox.bst17 import Bst17Sandbox
 from tests.conftest import SUITE_LOG
@@ -72,8 +72,7 @@ def test_no_secret_or_pin_in_the_database_the_call_log_or_the_logs(sandbox_with_
     gift = order_create(distributor=distributor, product=card_product, actor=clerk, quantity=3)
     charge = order_create(distributor=distributor, product=charge_product, actor=clerk, target_account="13900000000")
     orders_place(ids=[gift.pk, charge.pk], actor=clerk)
-    assert order_submit(order_id=gift.pk) == OrderStatus.SUCCEEDED
-    order_submit(order_id=charge.pk)
+    assert orders_submit(order_ids=[gift.pk, charge.pk])[gift.pk] == OrderStatus.SUCCEEDED
     deadline = time.monotonic() + 10
     # The callback's call-log row is written just after the order's status changes.
     while time.monotonic() < deadline and not (

@@ -22,7 +22,7 @@ from distributors.models import Account, EntryKind, ErpSync, FundTransactionType
 from distributors.services import ledger_balance_check
 from orders import services
 from orders.models import CardSecret, OrderStatus
-from orders.services import order_create, order_query, order_submit, orders_place
+from orders.services import order_create, order_query, orders_place, orders_submit
 from providers.bst17.client import Bst17QueryTooFrequent
 from providers.exceptions import (
     Consequence,
@@ -144,7 +144,7 @@ def test_cards_delivered_under_a_wrong_card_key_keep_the_money_held_until_they_a
     order = order_create(distributor=distributor, product=gift_card_product, actor=clerk, quantity=2)
     orders_place(ids=[order.pk], actor=clerk)
 
-    assert order_submit(order_id=order.pk) == OrderStatus.UNKNOWN
+    assert orders_submit(order_ids=[order.pk]) == {order.pk: OrderStatus.UNKNOWN}
 
     order.refresh_from_db()
     assert "BST17_CARD_KEY" in order.status_reason

@@ -17,9 +17,9 @@ from orders.services import (
     order_create,
     order_query,
     order_resolve,
-    order_submit,
     orders_place,
     orders_recover_stale_submissions,
+    orders_submit,
 )
 from providers.models import ProviderCall
 from providers.sandbox.server import Fault
@@ -77,7 +77,7 @@ def test_bad_orders_are_refused_with_the_field(clerk, distributor, direct_charge
 def test_a_gift_card_purchase_stores_the_cards_with_pins_encrypted(sandbox, clerk, distributor, gift_card_product):
     order = placed(gift_card_order(distributor, gift_card_product, clerk), clerk)
 
-    assert order_submit(order_id=order.pk) == OrderStatus.SUCCEEDED
+    assert orders_submit(order_ids=[order.pk]) == {order.pk: OrderStatus.SUCCEEDED}
 
     order.refresh_from_db()
     cards = list(order.card_secrets.all())
@@ -100,7 +100,7 @@ def test_a_rejected_purchase_fails_and_releases_the_hold(sandbox, clerk, distrib
     order = placed(gift_card_order(distributor, gift_card_product, clerk), clerk)
     sandbox.add_fault(Fault(vendor="bst17", kind="reject", code="1010", message="余额不足"))
 
-    assert order_submit(order_id=order.pk) == OrderStatus.FAILED
+    assert orders_submit(order_ids=[order.pk]) == {order.pk: OrderStatus.FAILED}
 
     order.refresh_from_db()
     assert "余额不足" in order.status_reason
@@ -117,8 +117,8 @@ def test_a_timeout_after_sending_is_unknown_then_resolved_by_query_never_by_rese
     order = placed(gift_card_order(distributor, gift_card_product, clerk), clerk)
     sandbox.add_fault(Fault(vendor="bst17", kind="timeout", operation="ecoupon", delay_ms=1000))
 
-    assert order_submit(order_id=order.pk) == OrderStatus.UNKNOWN
-    assert order_submit(order_id=order.pk) == OrderStatus.UNKNOWN  # a second job sends nothing
+    assert orders_submit(order_ids=[order.pk]) == {order.pk: OrderStatus.UNKNOWN}
+    assert orders_submit(order_ids=[order.pk]) == {}  # a second job claims nothing, so sends nothing
     time.sleep(1.0)  # the sandbox finishes holding its answer
     assert order_query(order_id=order.pk) == OrderStatus.SUCCEEDED
 
@@ -132,7 +132,7 @@ def test_processing_then_cards_through_the_query(sandbox, clerk, distributor, gi
     bst17.completion_delay = 0.2
     order = placed(gift_card_order(distributor, gift_card_product, clerk), clerk)
 
-    assert order_submit(order_id=order.pk) == OrderStatus.ACCEPTED
+    assert orders_submit(order_ids=[order.pk]) == {order.pk: OrderStatus.ACCEPTED}
     time.sleep(0.4)
     assert order_query(order_id=order.pk) == OrderStatus.SUCCEEDED
     assert CardSecret.objects.filter(order=order).count() == 2
@@ -146,7 +146,7 @@ def test_querying_too_often_backs_off_without_counting_against_the_order(
     bst17.completion_delay = 30
     bst17.min_query_interval = 60
     order = placed(gift_card_order(distributor, gift_card_product, clerk), clerk)
-    order_submit(order_id=order.pk)
+    orders_submit(order_ids=[order.pk])
 
     order_query(order_id=order.pk)
     first_attempts = RechargeOrder.objects.get(pk=order.pk).query_attempts
@@ -166,7 +166,7 @@ def test_after_the_allowed_queries_a_person_decides_and_the_decision_is_audited(
     bst17.answer_processing_first = True
     bst17.completion_delay = 600
     order = placed(gift_card_order(distributor, gift_card_product, clerk), clerk)
-    order_submit(order_id=order.pk)
+    orders_submit(order_ids=[order.pk])
 
     statuses = [order_query(order_id=order.pk) for _ in range(3)]
 
@@ -194,7 +194,7 @@ def test_an_unreachable_upstream_puts_the_order_back_in_the_queue(settings, sand
     settings.PROVIDERS = provider_accounts({**sandbox_environment_of(settings), "BST17_BASE_URL": closed_port_url()})
 
     with pytest.raises(ProviderNotReached):
-        order_submit(order_id=order.pk)
+        orders_submit(order_ids=[order.pk])
     order.refresh_from_db()
     assert order.status == OrderStatus.QUEUED and prepaid(distributor) == Decimal("803.00")
 
@@ -214,12 +214,12 @@ def test_an_order_left_submitting_by_a_dead_worker_becomes_unknown(settings, cle
 def test_fifty_concurrent_submits_of_one_order_make_one_upstream_call(sandbox, clerk, distributor, gift_card_product):
     order = placed(gift_card_order(distributor, gift_card_product, clerk, quantity=1), clerk)
     barrier = threading.Barrier(50)
-    results: list[str] = []
+    results: list[dict[int, str]] = []
 
     def submit():
         try:
             barrier.wait()
-            results.append(order_submit(order_id=order.pk))
+            results.append(orders_submit(order_ids=[order.pk]))
         finally:
             connection.close()
 
@@ -229,6 +229,7 @@ def test_fifty_concurrent_submits_of_one_order_make_one_upstream_call(sandbox, c
     for thread in threads:
         thread.join()
 
+    assert [claimed for claimed in results if claimed] == [{order.pk: OrderStatus.SUCCEEDED}]
     assert sandbox.vendor("bst17").ecoupon_requests[order.client_reference] == 1
     assert ProviderCall.objects.filter(operation="ecoupon").count() == 1
     assert RechargeOrder.objects.get(pk=order.pk).status == OrderStatus.SUCCEEDED
@@ -243,7 +244,7 @@ def test_a_direct_charge_is_accepted_then_finished_by_the_platform_callback(
                          target_account="13800138000", mobile="13800138000")
     placed(order, clerk)
 
-    assert order_submit(order_id=order.pk) == OrderStatus.ACCEPTED
+    assert orders_submit(order_ids=[order.pk]) == {order.pk: OrderStatus.ACCEPTED}
     exchange = sandbox_with_callbacks.vendor("exchange")
 
     def answered() -> bool:
@@ -272,7 +273,7 @@ def test_a_failed_direct_charge_reported_by_callback_releases_the_hold(
     order = order_create(distributor=distributor, product=direct_charge_product, actor=clerk,
                          target_account="fail-13800138000")
     placed(order, clerk)
-    order_submit(order_id=order.pk)
+    orders_submit(order_ids=[order.pk])
     deadline = time.monotonic() + 10
     while RechargeOrder.objects.get(pk=order.pk).status == OrderStatus.ACCEPTED and time.monotonic() < deadline:
         time.sleep(0.05)
