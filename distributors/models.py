@@ -350,7 +350,6 @@ class SyncStatus(models.TextChoices):
     SUBMITTING = "submitting", _("Submitting")
     SUCCEEDED = "succeeded", _("Succeeded")
     FAILED = "failed", _("Failed")
-    UNKNOWN = "unknown", _("Unknown")
     MANUAL_REVIEW = "manual_review", _("Manual review")
 
 
