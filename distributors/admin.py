@@ -401,7 +401,7 @@ class FundTransactionAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.M
     @admin.action(description=gettext_lazy("Submit selected drafts for approval"), permissions=["submit"])
     def submit_for_approval(self, request, queryset):
         def perform_all(selected, _cleaned):
-            result = fund_transactions_submit(ids=selected.values_list("pk", flat=True), actor=request.user)
+            result = fund_transactions_submit(ids=selected.values_list("pk", flat=True))
             outcome = [(messages.SUCCESS, _("%(count)d transactions submitted for approval.") % {"count": result.submitted})]
             for pk, reason in list(result.refused.items())[:50]:
                 outcome.append((messages.ERROR, _("FT%(id)s stays a draft: %(reason)s") % {"id": pk, "reason": reason}))
@@ -487,7 +487,7 @@ class ErpSyncAdmin(LargeTableAdminMixin, ReadOnlyAdmin):
     @admin.action(description=gettext_lazy("Retry selected failed syncs"), permissions=["retry"])
     def retry(self, request, queryset):
         def perform(sync, _cleaned):
-            if not erp_sync_retry(erp_sync_id=sync.pk, actor=request.user):
+            if not erp_sync_retry(erp_sync_id=sync.pk):
                 raise ValidationError(_("it is no longer failed."))
             return _("%(sync)s queued again with the same reference.") % {"sync": sync}
 

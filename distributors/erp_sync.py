@@ -154,7 +154,7 @@ def erp_sync_submit(*, erp_sync_id: int) -> str:
 
 
 @transaction.atomic
-def erp_sync_retry(*, erp_sync_id: int, actor) -> bool:
+def erp_sync_retry(*, erp_sync_id: int) -> bool:
     """A failed sync goes back to the queue (same client reference); True if it was failed."""
     from distributors.tasks import submit_erp_sync
 

@@ -118,7 +118,7 @@ def erp_readiness_errors(fund_transaction: FundTransaction) -> list[str]:
     return errors
 
 
-def fund_transactions_submit(*, ids: Iterable[int], actor) -> SubmitResult:
+def fund_transactions_submit(*, ids: Iterable[int]) -> SubmitResult:
     """Move drafts to pending approval. A draft its ERP systems would refuse stays a draft, with the reason.
 
     Checking now, not after approval, means a supervisor never approves money that cannot be synced.

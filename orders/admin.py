@@ -156,7 +156,7 @@ class RechargeOrderAdmin(RelatedCodeSearchMixin, LargeTableAdminMixin, admin.Mod
         # Both go through the services, which price the order and save only while it is a draft.
         if change:
             changes = {name: form.cleaned_data[name] for name in form.changed_data if name in ORDER_EDITABLE_FIELDS}
-            order_update(order_id=obj.pk, actor=request.user, **changes)
+            order_update(order_id=obj.pk, **changes)
             obj.refresh_from_db()
             return
         created = order_create(

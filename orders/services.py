@@ -161,7 +161,7 @@ ORDER_EDITABLE_FIELDS = ("distributor", "product", "target_account", "mobile", "
 
 
 @transaction.atomic
-def order_update(*, order_id: int, actor, **changes) -> RechargeOrder:
+def order_update(*, order_id: int, **changes) -> RechargeOrder:
     """Change a draft order and price it again, through the same checks as order_create.
 
     Saved only while the order is still a draft (under its row lock): an edit racing a placement

@@ -26,7 +26,7 @@ def busy_day():
     for amount, approve in (("500.00", True), ("250.00", True), ("99.00", False)):
         ft = fund_transaction_create(actor=clerk, distributor=distributor, type="recharge", amount=Decimal(amount),
                                      receiving_account="6222", payment_channel="bank_transfer")
-        fund_transactions_submit(ids=[ft.pk], actor=clerk)
+        fund_transactions_submit(ids=[ft.pk])
         if approve:
             fund_transaction_approve(fund_transaction_id=ft.pk, actor=supervisor)
     ErpSync.objects.filter(pk=ErpSync.objects.first().pk).update(status=SyncStatus.MANUAL_REVIEW)

@@ -61,7 +61,7 @@ def record(clerk, distributor, **fields):
 
 def submitted(clerk, distributor, **fields):
     fund_transaction = record(clerk, distributor, **fields)
-    result = fund_transactions_submit(ids=[fund_transaction.pk], actor=clerk)
+    result = fund_transactions_submit(ids=[fund_transaction.pk])
     assert result.refused == {}
     fund_transaction.refresh_from_db()
     return fund_transaction
@@ -145,11 +145,11 @@ def test_a_draft_its_erp_would_refuse_stays_a_draft_with_the_reason(clerk, distr
     distributor.save()
     fund_transaction = record(clerk, distributor)
 
-    result = fund_transactions_submit(ids=[fund_transaction.pk], actor=clerk)
+    result = fund_transactions_submit(ids=[fund_transaction.pk])
 
     assert result.submitted == 0
     with translation.override("en"):
-        assert "Wangdiantong" in fund_transactions_submit(ids=[fund_transaction.pk], actor=clerk).refused[fund_transaction.pk]
+        assert "Wangdiantong" in fund_transactions_submit(ids=[fund_transaction.pk]).refused[fund_transaction.pk]
     assert result.refused[fund_transaction.pk]
     fund_transaction.refresh_from_db()
     assert fund_transaction.status == FundTransactionStatus.DRAFT
@@ -222,7 +222,7 @@ def test_a_rejected_sync_fails_with_the_vendor_message_and_a_retry_sends_it_agai
     syncs["wdt"].refresh_from_db()
     assert "分销商编号不能为空" in syncs["wdt"].last_error
 
-    assert erp_sync_retry(erp_sync_id=syncs["wdt"].pk, actor=supervisor)
+    assert erp_sync_retry(erp_sync_id=syncs["wdt"].pk)
     assert erp_sync_submit(erp_sync_id=syncs["wdt"].pk) == SyncStatus.SUCCEEDED
     syncs["wdt"].refresh_from_db()
     assert syncs["wdt"].attempts == 2
@@ -304,7 +304,7 @@ def test_a_reversal_undoes_the_ledger_and_tells_the_erp_the_opposite_movement(
         erp_sync_submit(erp_sync_id=sync.pk)
 
     reversal = fund_transaction_reverse(fund_transaction_id=original.pk, actor=clerk)
-    fund_transactions_submit(ids=[reversal.pk], actor=clerk)
+    fund_transactions_submit(ids=[reversal.pk])
     fund_transaction_approve(fund_transaction_id=reversal.pk, actor=supervisor)
     for sync in ErpSync.objects.filter(fund_transaction=reversal):
         assert erp_sync_submit(erp_sync_id=sync.pk) == SyncStatus.SUCCEEDED

@@ -171,7 +171,7 @@ def test_an_erp_sync_is_failed_and_retryable_only_when_the_erp_certainly_recorde
 
     recharge = fund_transaction_create(actor=clerk, distributor=distributor, type=FundTransactionType.RECHARGE,
                                        amount=Decimal("10.00"))
-    fund_transactions_submit(ids=[recharge.pk], actor=clerk)
+    fund_transactions_submit(ids=[recharge.pk])
     fund_transaction_approve(fund_transaction_id=recharge.pk, actor=make_user("checker"))
     sync = ErpSync.objects.get()
 

@@ -115,7 +115,7 @@ def world():
     drafted = draft(clerk, distributor, voucher_no="SEC-V1")
     pending = draft(clerk, distributor, voucher_no="SEC-V2")
     approved = draft(clerk, distributor, voucher_no="SEC-V3")
-    assert fund_transactions_submit(ids=[pending.pk, approved.pk], actor=clerk).refused == {}
+    assert fund_transactions_submit(ids=[pending.pk, approved.pk]).refused == {}
     fund_transaction_approve(fund_transaction_id=approved.pk, actor=supervisor)
     failed_sync, review_sync = ErpSync.objects.filter(fund_transaction=approved).order_by("pk")
     ErpSync.objects.filter(pk=failed_sync.pk).update(status=SyncStatus.FAILED)
