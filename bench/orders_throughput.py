@@ -450,8 +450,8 @@ def run(total: int) -> None:
     # --preload: the application is loaded once, before the port opens, so gunicorn is ready to
     # serve when it accepts (its workers' start-up is not counted in the measurement).
     # One process of 4 threads: on these 2 cores, shared with 4 workers, the sandbox and
-    # PostgreSQL, the callbacks need about a third of a core, and a second process only added
-    # its own connections and context switches (10% more CPU per callback, measured).
+    # PostgreSQL, the callbacks need well under a core, and a second process would only add its
+    # own connections and context switches, more CPU per callback for no more throughput.
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{web_port}",
          "--workers", "1", "--threads", "4", "--log-level", "warning", "--preload"],

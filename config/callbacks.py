@@ -2,7 +2,7 @@
 
 A callback comes from an upstream's server, never from a person's browser: no session, user,
 language choice, CSRF token, message, frame or login lockout applies to it, and its answer is a
-word of plain text. The full stack of the back office cost a third of the CPU of answering one,
+word of plain text. The full stack of the back office would be much of the work of answering one,
 and a callback is answered for every order. What stays: the security middleware (HTTPS redirect
 and headers, as for every other URL) and the history context, which attributes the order's change
 to the callback's request.

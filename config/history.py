@@ -392,11 +392,11 @@ def _record_name(model_pk: str) -> str:
 #
 # pghistory's Events view is a UNION ALL over every event table in which each row carries its
 # JSON image and the previous image of the same object (for the diff), sorted by pgh_id inside
-# each branch. Sorting or paging that view computes all of it for every event: seconds on a
-# million events. The list is therefore read in two steps: the page's keys (event model, pgh_id)
-# from a light view of the same shape, which reads only the indexed columns and which
-# PostgreSQL merges from the (pgh_created_at, pgh_id) index of each event table; then the
-# full events, diffs included, for those keys only.
+# each branch. Sorting or paging that view computes all of it for every event, so one page
+# costs as much as reading the whole history. The list is therefore read in two steps: the
+# page's keys (event model, pgh_id) from a light view of the same shape, which reads only the
+# indexed columns and which PostgreSQL merges from the (pgh_created_at, pgh_id) index of each
+# event table; then the full events, diffs included, for those keys only.
 
 
 class _KeysCompiler(AuditEventsCompiler):

@@ -122,7 +122,7 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 # pgtrigger's row triggers read this setting inside an EXCEPTION block; left undefined, every
 # row raises and rolls back a subtransaction, and PostgreSQL rescans the statement's whole
 # after-trigger queue on each: bulk writes become quadratic. Defined as "ignore nothing", the
-# check is cheap and linear (100,000 imported rows: minutes -> seconds).
+# check is cheap and bulk writes stay linear in their rows.
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c pgtrigger.ignore={}"
 # A test database per test run, so runs sharing a server (CI, several checkouts) never collide.
 DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}

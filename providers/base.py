@@ -71,8 +71,8 @@ class _Session(requests.Session):
     """A requests session that works out the proxy environment once per origin.
 
     requests re-reads it on every request (a scan of the environment and of the no_proxy list)
-    and merges it with the session's settings through checks against typing protocols: together
-    about half a millisecond of CPU per call here. Neither the environment of a running process
+    and merges it with the session's settings through checks against typing protocols: work done
+    on every call for an answer that never changes. Neither the environment of a running process
     nor this session's settings change, so the proxies for an origin are kept for the process and
     the merged settings for the session. A call with explicit proxies goes through requests' own
     merge unchanged.
@@ -243,8 +243,8 @@ class ProviderClient:
         try:
             # Prepared here step by step and handed to Session.send, rather than through
             # Session.request, which would also merge cookies, netrc credentials and hooks into
-            # every call and build a cookie header: these APIs use none of them, and that work was
-            # a third of requests' own CPU per call. The request's headers are laid over the
+            # every call and build a cookie header: these APIs use none of them, and that work is a
+            # large share of requests' own CPU per call. The request's headers are laid over the
             # session's, as requests' merge does (neither ever holds None).
             headers = CaseInsensitiveDict(session.headers)
             headers.update(request.headers)

@@ -88,9 +88,9 @@ class ProviderCall(models.Model):
     def insert(self) -> None:
         """Write this new row: one INSERT, always the same text, on the call log's connection.
 
-        Model.save() builds and compiles its INSERT anew for every row, which was half the CPU of
-        logging a call, and a call is logged twice per order (the request and its callback). The
-        unchanging text is prepared once per connection (see DATABASES["call_log"]).
+        Model.save() builds and compiles its INSERT anew for every row, a large share of what
+        logging a call costs, and a call is logged twice per order (the request and its callback).
+        The unchanging text is prepared once per connection (see DATABASES["call_log"]).
         """
         connection = connections[router.db_for_write(ProviderCall)]
         columns = [column for column in self._meta.concrete_fields if not column.primary_key]

@@ -39,8 +39,8 @@ def string_to_sign(headers: Mapping[str, str], body: str) -> str:
     return "&".join(f"{name}={value}" for name, value in signed) + body
 
 
-# Loading a PEM RSA private key checks the key, which costs some 40 ms of CPU: more than the rest
-# of a request. The keys are few and fixed, so each is loaded once (key objects are thread-safe).
+# Loading a PEM RSA private key checks the key, which costs more CPU than the rest of a request.
+# The keys are few and fixed, so each is loaded once (key objects are thread-safe).
 @functools.lru_cache(maxsize=16)
 def _load_private_key(private_key_pem: str):
     return serialization.load_pem_private_key(private_key_pem.encode("ascii"), password=None)
