@@ -184,10 +184,6 @@ class RechargeOrder(models.Model):
     def __str__(self) -> str:
         return self.client_reference
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_ORDER_STATUSES
-
 
 @pghistory.track(pghistory.InsertEvent())
 class CardSecret(models.Model):

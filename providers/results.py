@@ -43,7 +43,3 @@ class ProviderResult:
     card_secrets: tuple[CardSecretData, ...] = ()
     items: tuple[ProviderResult, ...] = ()
     data: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def is_final(self) -> bool:
-        return self.outcome in (Outcome.SUCCEEDED, Outcome.FAILED)
