@@ -53,10 +53,6 @@ def load(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
-def load_text(name: str) -> str:
-    return (FIXTURES / name).read_text(encoding="utf-8")
-
-
 def assert_matches_fixture(wire: dict[str, Any], name: str) -> None:
     """Compare with a recorded fixture; RECORD_PROVIDER_FIXTURES=1 (re)writes it instead."""
     import os
