@@ -261,8 +261,8 @@ def check_rows(parsed: ParsedFile, spec: SpreadsheetImport) -> CheckedFile:
 def _select_any(sql: str, values: list[str]) -> Iterator[tuple]:
     """Rows matching a list of values, a chunk at a time, the list passed as ONE array parameter.
 
-    `field__in=[...]` turns into one placeholder per value, and with 100,000 values building and
-    splitting that SQL cost seconds; an array is one parameter however long.
+    `field__in=[...]` turns into one placeholder per value, so the SQL to build and parse grows with
+    the file; an array is one parameter however long.
     """
     sql = sql.format(transaction=FundTransaction._meta.db_table, distributor=Distributor._meta.db_table)
     with connection.cursor() as cursor:

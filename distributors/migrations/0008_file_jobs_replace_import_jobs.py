@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('distributors', '0006_fund_transaction_money_editors'),
+        ('distributors', '0007_erp_sync_unknown_to_manual_review'),
         ('backoffice', '0006_file_jobs'),  # the rows are copied there first
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0003_pending_batch_upload'),
+        ('orders', '0004_submit_order_jobs_to_submit_orders'),
         ('backoffice', '0006_file_jobs'),  # batch imports are file jobs from then on
     ]
 
