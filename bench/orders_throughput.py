@@ -190,27 +190,33 @@ def capacity_round(round_name: str) -> float:
 
 
 class StealMeter:
-    """The share of the machine's CPU time the hypervisor gave to other machines since this was made.
+    """The share of the machine's CPU time the hypervisor gave to other machines since this was made,
+    and how busy the machine was meanwhile, whoever kept it busy.
 
     On a shared virtual machine it varies from minute to minute, and with it every rate measured
-    here: it is printed beside each rate, so that runs can be compared.
+    here: it is printed beside each rate, so that runs can be compared. The machine may be shared
+    inside too (other checkouts running their own benches and tests): how busy it was, beside the
+    CPU our own processes used, says how much of it others took.
     """
 
     def __init__(self) -> None:
         self.start = self._read()
 
     @staticmethod
-    def _read() -> tuple[int, int]:
+    def _read() -> tuple[int, int, int]:
         try:
             with open("/proc/stat") as stat:
                 ticks = [int(value) for value in stat.readline().split()[1:]]
         except OSError:
-            return 0, 0
-        return (ticks[7] if len(ticks) > 7 else 0), sum(ticks[:8])
+            return 0, 0, 0
+        return (ticks[7] if len(ticks) > 7 else 0), ticks[3] + ticks[4], sum(ticks[:8])
 
     def report(self) -> str:
-        steal, total = (now - then for now, then in zip(self._read(), self.start, strict=True))
-        return f" (CPU stolen by the hypervisor meanwhile: {steal / total:.0%})" if total else ""
+        steal, idle, total = (now - then for now, then in zip(self._read(), self.start, strict=True))
+        if not total:
+            return ""
+        return (f" (machine busy meanwhile, all its processes: {1 - idle / total:.0%}; "
+                f"CPU stolen by the hypervisor: {steal / total:.0%})")
 
 
 # --- 2. the back office ---------------------------------------------------------------------------
@@ -279,28 +285,29 @@ def cpu_seconds(root) -> float:
         return 0.0
 
 
-def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
-    """CPU seconds used so far by each group of process trees; "PostgreSQL" is every postmaster here."""
+def database_server_pid() -> int | None:
+    """The PostgreSQL server of the bench's database, if it runs on this machine: the parent of our backend.
+
+    Only that one: on a machine shared with other checkouts, their servers (and the system's) run
+    beside it, and counting every postmaster here put their work on our orders.
+    """
     import psutil
 
-    def is_postgres(process) -> bool:
-        if process is None:
-            return False
-        with contextlib.suppress(psutil.Error):
-            return process.name() == "postgres"
-        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    with contextlib.suppress(psutil.Error):
+        process = psutil.Process(backend)
+        if process.name() == "postgres":
+            return process.ppid()
+    return None  # a server elsewhere: its CPU is not measured
 
-    def parent(process):
-        with contextlib.suppress(psutil.Error):
-            return process.parent()
-        return None
 
-    postmasters = [
-        process for process in psutil.process_iter() if is_postgres(process) and not is_postgres(parent(process))
-    ]
-    snapshot = {name: sum(cpu_seconds(psutil.Process(pid)) for pid in pids) for name, pids in groups.items()}
-    snapshot["PostgreSQL"] = sum(cpu_seconds(process) for process in postmasters)
-    return snapshot
+def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each group of process trees."""
+    import psutil
+
+    return {name: sum(cpu_seconds(psutil.Process(pid)) for pid in pids) for name, pids in groups.items()}
 
 
 def start_sandbox(target, port: int):
@@ -348,7 +355,7 @@ class WorkersRun:
 
     started_at: datetime.datetime
     elapsed: float
-    cpu_used: dict[str, float]  # seconds per group of processes, "workers", "PostgreSQL" and "this process" included
+    cpu_used: dict[str, float]  # seconds per group of processes, "workers", "PostgreSQL" (ours) and "this process" included
     steal: str
 
 
@@ -372,7 +379,9 @@ def run_workers_until_final(env: dict[str, str], log, cpu_groups: dict[str, list
                 for _ in range(WORKERS)
             ]
             wait_for_workers(WORKERS)
-            cpu_groups = {"workers": [worker.pid for worker in workers], **cpu_groups}
+            server = database_server_pid()
+            cpu_groups = {"workers": [worker.pid for worker in workers], **cpu_groups,
+                          "PostgreSQL": [server] if server else []}
             cpu_before = cpu_snapshot(cpu_groups)
             own_cpu_before = time.process_time()
             workers_started = timezone.now()
