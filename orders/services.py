@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime
 import enum
 import logging
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -50,7 +52,7 @@ from providers.exchange.client import (
     OrderInfoQuery,
     VipCharge,
 )
-from providers.models import Provider
+from providers.models import Provider, ProviderCall
 from providers.results import CardSecretData, Outcome, ProviderResult
 
 logger = logging.getLogger(__name__)
@@ -589,10 +591,10 @@ def _store_cards(order: RechargeOrder, cards: Sequence[CardSecretData]) -> None:
     )
 
 
-def _client(order: RechargeOrder):
+def _client(order: RechargeOrder, **options):
     if order.provider == Provider.EXCHANGE:
-        return ExchangeClient(merchant_account=order.merchant_account)
-    return Bst17Client(merchant_account=order.merchant_account)
+        return ExchangeClient(merchant_account=order.merchant_account, **options)
+    return Bst17Client(merchant_account=order.merchant_account, **options)
 
 
 def _apply_result(order_id: int, result: ProviderResult, *, from_statuses: Iterable[str]) -> str:
@@ -919,26 +921,111 @@ def orders_query_group(*, first_order_id: int, last_order_id: int) -> dict[int, 
     """Query every order of one group that is due (the group's job); each claimed order's status afterwards.
 
     The group is claimed in one transaction (`_claim_for_query`), then each order is still its own
-    query, asked and applied as `order_query` does; the group shares the job, the claim and the
-    upstream clients (their sessions and keys).
+    query, asked and applied as `order_query` does; the calls are made ORDER_QUERY_THREADS at a
+    time (`_ask_together`), and each answer is applied here, one after the other, as it arrives. An
+    order whose answer cannot be applied leaves the others of its group to be settled: the job then
+    fails, naming it, and the order (claimed, its next query moved on) is asked again at its next query.
+
+    The claim lasts until the orders' next query is due (ORDER_QUERY_INTERVAL_SECONDS); past half
+    of it nothing more is sent (as a submission job stops sending, `orders_submit`), so no call of
+    this job is still under way when another job may claim the same order. The orders left unsent
+    get their attempt back and are due at once.
     """
     now = timezone.now()
+    send_by = time.monotonic() + settings.ORDER_QUERY_INTERVAL_SECONDS / 2
     to_ask, statuses = _claim_for_query(
         {"pk__range": (first_order_id, last_order_id), "status__in": PENDING_QUERY, "next_query_at__lte": now},
         now=now, only_if_due=True,
     )
-    clients: dict[tuple[str, str], ExchangeClient | Bst17Client] = {}
     succeeded = _QuerySuccesses()
+    failures: list[Exception] = []
+    unsent: list[int] = []
+
+    def settle(order: RechargeOrder, answered: Future) -> None:
+        try:
+            answer = answered.result()
+            if answer is None:
+                unsent.append(order.pk)
+                statuses[order.pk] = order.status
+            else:
+                statuses[order.pk] = _apply_answer(order, answer, now, succeeded)
+        except Exception as err:
+            logger.exception("The answer to the query of order %s was not applied", order.pk)
+            failures.append(err)
+        succeeded.write_if_due()
+
     try:
-        for order in to_ask:
-            client = clients.get((order.provider, order.merchant_account))
-            if client is None:
-                client = clients[(order.provider, order.merchant_account)] = _client(order)
-            statuses[order.pk] = _ask_and_apply(order, client, now, succeeded)
-            succeeded.write_if_due()
+        _ask_together(to_ask, settle, send_by=send_by)
     finally:
         succeeded.write()
+        if unsent:
+            # Only while the claim is still this job's (its next query as the claim set it).
+            RechargeOrder.objects.filter(
+                pk__in=unsent, status__in=PENDING_QUERY,
+                next_query_at=now + datetime.timedelta(seconds=settings.ORDER_QUERY_INTERVAL_SECONDS),
+            ).update(query_attempts=F("query_attempts") - 1, next_query_at=now)
+    if failures:
+        raise ExceptionGroup(f"{len(failures)} of {len(to_ask)} queried orders not settled", failures)
     return statuses
+
+
+def _ask_together(
+    orders: Sequence[RechargeOrder], settle: Callable[[RechargeOrder, Future], None], *, send_by: float
+) -> None:
+    """Ask the upstreams about these orders from ORDER_QUERY_THREADS threads, and settle each answer here as it arrives.
+
+    A future's result is the answer (a ProviderResult, or the ProviderError the call ended in), or
+    None for an order not sent because `send_by` (time.monotonic()) had passed.
+
+    The threads only sign, send and read: they touch no database, so they open no connection and
+    leave none behind. Each order goes to one thread, once (and the claim keeps every other job
+    from asking about it meanwhile). Their calls' rows are handed back and written here, those
+    answered together in one commit, before any of those answers is settled: no answer is applied
+    without its call on record. If this stops early, the orders not yet sent are not sent, and the
+    calls of those already sent are still written.
+    """
+    if not orders:
+        return
+    answered_calls: list[ProviderCall] = []
+    calls_lock = threading.Lock()
+    per_thread = threading.local()
+
+    def keep(call: ProviderCall) -> None:
+        with calls_lock:
+            answered_calls.append(call)
+
+    def write_calls() -> None:
+        with calls_lock:
+            calls = answered_calls[:]
+            answered_calls.clear()
+        ProviderCall.insert_all(calls)
+
+    def ask(order: RechargeOrder) -> ProviderResult | ProviderError | None:
+        if time.monotonic() > send_by:
+            return None
+        clients = per_thread.__dict__.setdefault("clients", {})  # a thread's own sessions
+        client = clients.get((order.provider, order.merchant_account))
+        if client is None:
+            client = clients[(order.provider, order.merchant_account)] = _client(order, call_log=keep)
+        try:
+            return _ask(order, client)
+        except ProviderError as err:
+            return err
+
+    try:
+        with ThreadPoolExecutor(min(settings.ORDER_QUERY_THREADS, len(orders)), "order-query") as pool:
+            pending = {pool.submit(ask, order): order for order in orders}
+            try:
+                while pending:
+                    done, _running = wait(pending, return_when=FIRST_COMPLETED)
+                    write_calls()
+                    for answered in sorted(done, key=lambda future: pending[future].pk):
+                        settle(pending.pop(answered), answered)
+            finally:
+                for future in pending:
+                    future.cancel()
+    finally:
+        write_calls()
 
 
 def orders_reconcile_defer(*, now: datetime.datetime | None = None, page: int = 1000) -> int:
@@ -1016,29 +1103,43 @@ def _claim_for_query(
     return to_ask, statuses
 
 
-def _ask_and_apply(order: RechargeOrder, client, now: datetime.datetime, kept: _Acceptances | None = None) -> str:
-    """Ask the upstream about a claimed order and apply a final answer; the order's status afterwards.
+def _ask(order: RechargeOrder, client) -> ProviderResult:
+    """One query of a claimed order's upstream about it; raises what the call raises."""
+    if order.provider == Provider.EXCHANGE:
+        return client.order_info(OrderInfoQuery(biz_code=order.client_reference), record=order)
+    return client.get_card_info(CardInfoQuery(req_stream_id=order.client_reference), record=order)
+
+
+def _ask_and_apply(order: RechargeOrder, client, now: datetime.datetime) -> str:
+    """Ask the upstream about a claimed order and apply its answer (`_apply_answer`); the order's status afterwards."""
+    try:
+        answer = _ask(order, client)
+    except ProviderError as err:
+        return _apply_answer(order, err, now)
+    return _apply_answer(order, answer, now)
+
+
+def _apply_answer(
+    order: RechargeOrder, answer: ProviderResult | ProviderError, now: datetime.datetime, kept: _Acceptances | None = None
+) -> str:
+    """Apply the answer to a claimed order's query (or the error it ended in); the order's status afterwards.
 
     An answer is applied only to an order still pending (`_apply_result`, or with the job's other
     plain successes when `kept` takes it), so an order settled meanwhile by its callback is left
     as it is; anything but a final answer leaves the order, and its held price, as they are until
     the next query.
     """
-    try:
-        if order.provider == Provider.EXCHANGE:
-            result = client.order_info(OrderInfoQuery(biz_code=order.client_reference), record=order)
-        else:
-            result = client.get_card_info(CardInfoQuery(req_stream_id=order.client_reference), record=order)
-    except Bst17QueryTooFrequent:
+    if isinstance(answer, Bst17QueryTooFrequent):
         backoff = settings.ORDER_QUERY_THROTTLE_SECONDS * (2 ** min(order.query_attempts, 5))
         RechargeOrder.objects.filter(pk=order.pk).update(
             query_attempts=order.query_attempts,  # throttling is not the order's fault: not counted
             next_query_at=now + datetime.timedelta(seconds=backoff),
         )
         return order.status
-    except ProviderError as err:
-        logger.warning("Query of order %s failed: %s", order.pk, err)
+    if isinstance(answer, ProviderError):
+        logger.warning("Query of order %s failed: %s", order.pk, answer)
         return order.status
+    result = answer
     if kept is not None and kept.take(order, result):
         return kept.status
     if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):

@@ -147,11 +147,16 @@ class ProviderClient:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         nonce: Callable[[], str] = lambda: uuid.uuid4().hex,
+        call_log: Callable[[ProviderCall], None] | None = None,
     ) -> None:
         self.merchant_account = merchant_account
         self._session = session
         self.clock = clock
         self.nonce = nonce
+        # Where a finished call goes: by default it is inserted at once. A caller that sends from
+        # threads with no database connection of their own takes the rows and writes them itself,
+        # before it acts on any of their answers (orders.services._ask_together).
+        self.call_log = call_log
 
     @functools.cached_property
     def config(self) -> Any:
@@ -186,8 +191,9 @@ class ProviderClient:
 
         The call is written to the log once, when it is over, whatever its fate: one INSERT per
         call instead of an INSERT before sending and an UPDATE after, on the busiest table there
-        is. A process killed while waiting leaves no row, but its order is left SUBMITTING, and
-        reconciliation queries it (and logs that query).
+        is (or handed to `call_log`, before the result is returned or the error raised). A process
+        killed while waiting leaves no row, but its order is left SUBMITTING, and reconciliation
+        queries it (and logs that query).
         """
         secrets = self.secret_values()
         record_type, record_id = _record_label(record)
@@ -296,6 +302,9 @@ class ProviderClient:
         if response is not None:
             call.response_status = response.status_code
             call.response_body = scrub(self.redact_response(response.text), secrets)
+        if self.call_log is not None:
+            self.call_log(call)
+            return
         call.insert()
         logger.info(
             "%s %s -> %s (%s ms) call #%s", self.provider, call.operation, outcome or "not sent", call.latency_ms, call.pk

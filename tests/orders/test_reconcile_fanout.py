@@ -271,3 +271,118 @@ def test_an_order_the_query_cannot_settle_keeps_its_hold_and_waits_for_the_next_
     assert order.next_query_at > timezone.now()  # not due again until the next interval
     assert prepaid(distributor) == Decimal("978.00")
     assert orders_reconcile_defer() == 0
+
+
+# --- a group's calls made several at once ----------------------------------------------------------
+
+
+@pytest.fixture
+def one_group_of_all(settings):
+    settings.ORDER_QUERY_GROUP_SIZE = 1_000_000_000  # every order of the test in one group, whatever its id
+    settings.ORDER_QUERY_THREADS = 4
+
+
+def calls_at_once() -> int:
+    """The most order/info calls that were under way at the same moment, from the call log's times."""
+    moments = []
+    for started, finished in ProviderCall.objects.filter(operation="info").values_list("created_at", "finished_at"):
+        moments += [(started, 1), (finished, -1)]
+    under_way = most = 0
+    for _moment, change in sorted(moments, key=lambda moment: (moment[0], moment[1])):
+        under_way += change
+        most = max(most, under_way)
+    return most
+
+
+def test_a_group_asked_several_at_once_applies_each_answer_exactly_once(
+    one_group_of_all, exchange, clerk, distributor, direct_charge_product
+):
+    accounts = [f"fail-1380000000{n}" if n % 3 == 0 else f"1380000000{n}" for n in range(12)]
+    ids = unknown_orders(exchange, clerk, distributor, direct_charge_product, accounts)
+    exchange.server.add_fault(Fault(vendor="exchange", kind="latency", operation="info", times=12, delay_ms=150))
+    assert prepaid(distributor) == Decimal("736.00")  # all 12 held
+    orders_reconcile_defer()
+
+    run_worker()
+
+    assert statuses(ids) == [OrderStatus.FAILED if account.startswith("fail") else OrderStatus.SUCCEEDED
+                             for account in accounts]
+    assert calls_at_once() > 1  # the calls did overlap...
+    # ...yet every order was asked once, its answer on record, and each failure released its price once.
+    assert sorted(ProviderCall.objects.filter(operation="info").values_list("record_id", flat=True)) == sorted(
+        str(pk) for pk in ids)
+    assert all(ProviderCall.objects.filter(operation="info").values_list("response_body", flat=True))
+    assert LedgerEntry.objects.filter(kind=EntryKind.ORDER_RELEASE).count() == 4
+    assert prepaid(distributor) == Decimal("824.00")
+    assert ledger_balance_check(triggered_by="test").mismatches == []
+    assert [job.status for job in query_jobs()] == ["succeeded"]
+
+
+def test_one_order_whose_answer_cannot_be_applied_leaves_the_rest_of_its_group_finished(
+    one_group_of_all, exchange, clerk, distributor, direct_charge_product, monkeypatch
+):
+    from orders import services
+
+    ids = unknown_orders(exchange, clerk, distributor, direct_charge_product,
+                         ["13800000001", "fail-13800000002", "13800000003", "13800000004"])
+    broken = ids[1]
+    apply_answer = services._apply_answer
+
+    def breaks_on_one(order, *args, **kwargs):
+        if order.pk == broken:
+            raise RuntimeError("the database refused this one")
+        return apply_answer(order, *args, **kwargs)
+
+    monkeypatch.setattr(services, "_apply_answer", breaks_on_one)
+    orders_reconcile_defer()
+
+    run_worker()
+
+    assert statuses(ids) == [OrderStatus.SUCCEEDED, OrderStatus.UNKNOWN, OrderStatus.SUCCEEDED, OrderStatus.SUCCEEDED]
+    assert [job.status for job in query_jobs()] == ["failed"]  # the failure is not hidden
+    assert queries_sent() == 4  # the broken one's answer is on record too
+    order = RechargeOrder.objects.get(pk=broken)
+    assert order.query_attempts == 1 and order.next_query_at > timezone.now()  # asked again at its next query
+    assert prepaid(distributor) == Decimal("912.00")  # its price still held, nothing released
+
+
+def test_the_threads_that_send_open_no_database_connection(one_group_of_all, exchange, clerk, distributor,
+                                                          direct_charge_product, monkeypatch):
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    ids = unknown_orders(exchange, clerk, distributor, direct_charge_product, [f"1380000000{n}" for n in range(6)])
+    opened_in: list[str] = []
+    connect = BaseDatabaseWrapper.connect
+
+    def noted(self):
+        opened_in.append(threading.current_thread().name)
+        return connect(self)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "connect", noted)
+    orders_reconcile_defer()
+
+    run_worker()
+
+    assert statuses(ids) == [OrderStatus.SUCCEEDED] * 6
+    assert not [name for name in opened_in if name.startswith("order-query")]
+
+
+def test_orders_a_job_had_no_time_to_send_get_their_attempt_back_and_are_due_again(
+    one_group_of_all, settings, exchange, clerk, distributor, direct_charge_product
+):
+    from orders.services import orders_query_group
+
+    settings.ORDER_QUERY_THREADS = 1
+    ids = unknown_orders(exchange, clerk, distributor, direct_charge_product,
+                         ["13800000001", "13800000002", "13800000003"])
+    settings.ORDER_QUERY_INTERVAL_SECONDS = 0.4  # the job sends for 0.2 s...
+    # ...and its first call takes 0.3 s
+    exchange.server.add_fault(Fault(vendor="exchange", kind="latency", operation="info", delay_ms=300))
+
+    result = orders_query_group(first_order_id=min(ids), last_order_id=max(ids))
+
+    assert result == {ids[0]: OrderStatus.SUCCEEDED, ids[1]: OrderStatus.UNKNOWN, ids[2]: OrderStatus.UNKNOWN}
+    assert queries_sent() == 1
+    for order in RechargeOrder.objects.filter(pk__in=ids[1:]):
+        assert order.query_attempts == 0 and order.next_query_at <= timezone.now()
+    assert orders_reconcile_defer() == 1  # due again: the next reconciliation asks about them
