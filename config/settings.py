@@ -269,7 +269,7 @@ PROCRASTINATE_WORKER_DEFAULTS = {
 PRODUCT_SYNC_CRON = env.str("PRODUCT_SYNC_CRON", default="0 * * * *")
 # Orders due for a query are queried by one job per this many consecutive order ids (each order is
 # still its own call): reconciliation defers the jobs, every worker runs them.
-ORDER_QUERY_GROUP_SIZE = env.int("ORDER_QUERY_GROUP_SIZE", default=25)
+ORDER_QUERY_GROUP_SIZE = env.int("ORDER_QUERY_GROUP_SIZE", default=100)
 # A query job has this many of its group's calls under way at once (threads that only send and
 # read; its answers are applied one at a time, by the job).
 ORDER_QUERY_THREADS = env.int("ORDER_QUERY_THREADS", default=4)
