@@ -926,13 +926,13 @@ def orders_query_group(*, first_order_id: int, last_order_id: int) -> dict[int, 
     order whose answer cannot be applied leaves the others of its group to be settled: the job then
     fails, naming it, and the order (claimed, its next query moved on) is asked again at its next query.
 
-    The claim lasts until the orders' next query is due (ORDER_QUERY_INTERVAL_SECONDS); past half
-    of it nothing more is sent (as a submission job stops sending, `orders_submit`), so no call of
-    this job is still under way when another job may claim the same order. The orders left unsent
-    get their attempt back and are due at once.
+    The claim lasts until the orders' next query is due (ORDER_QUERY_INTERVAL_SECONDS); nothing is
+    sent once what is left of it is less than a call may take (`_query_sending_seconds`), so no call
+    of this job is still under way when another job may claim the same order. The orders left
+    unsent get their attempt back and are due at once.
     """
     now = timezone.now()
-    send_by = time.monotonic() + settings.ORDER_QUERY_INTERVAL_SECONDS / 2
+    send_by = time.monotonic() + _query_sending_seconds()
     to_ask, statuses = _claim_for_query(
         {"pk__range": (first_order_id, last_order_id), "status__in": PENDING_QUERY, "next_query_at__lte": now},
         now=now, only_if_due=True,
@@ -967,6 +967,18 @@ def orders_query_group(*, first_order_id: int, last_order_id: int) -> dict[int, 
     if failures:
         raise ExceptionGroup(f"{len(failures)} of {len(to_ask)} queried orders not settled", failures)
     return statuses
+
+
+def _query_sending_seconds() -> float:
+    """How long after claiming its orders a query job may still send: its claim, less the longest a call can take.
+
+    A call may wait for the connection three times (two retries, providers.base) and then for the
+    answer; at most half the claim, as a submission job sends for half its time (`orders_submit`).
+    An interval shorter than a call can take leaves half of it: then a call can outlive the claim.
+    """
+    interval = settings.ORDER_QUERY_INTERVAL_SECONDS
+    longest_call = 3 * settings.PROVIDER_CONNECT_TIMEOUT + settings.PROVIDER_READ_TIMEOUT
+    return min(interval / 2, interval - longest_call) if interval > longest_call else interval / 2
 
 
 def _ask_together(

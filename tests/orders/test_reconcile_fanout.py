@@ -386,3 +386,17 @@ def test_orders_a_job_had_no_time_to_send_get_their_attempt_back_and_are_due_aga
     for order in RechargeOrder.objects.filter(pk__in=ids[1:]):
         assert order.query_attempts == 0 and order.next_query_at <= timezone.now()
     assert orders_reconcile_defer() == 1  # due again: the next reconciliation asks about them
+
+
+@pytest.mark.parametrize(("interval", "sending"), [
+    (60, 25.0),  # the default: a call may take 3 x 5 s to connect and 20 s to answer, 35 s of the 60
+    (600, 300.0),  # never more than half the claim
+    (30, 15.0),  # an interval shorter than a call may take: half of it
+])
+def test_a_query_job_sends_only_while_its_claim_outlasts_any_call_it_makes(settings, interval, sending):
+    from orders.services import _query_sending_seconds
+
+    settings.ORDER_QUERY_INTERVAL_SECONDS = interval
+    settings.PROVIDER_CONNECT_TIMEOUT, settings.PROVIDER_READ_TIMEOUT = 5.0, 20.0
+
+    assert _query_sending_seconds() == sending
