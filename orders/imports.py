@@ -24,7 +24,7 @@ from config.imports import CheckedFile, ParsedFile, SpreadsheetImport
 from config.models import FileJob, FileJobKind
 from config.spreadsheet_import import Column, FileRefused, parse_amount, parse_text
 from distributors.models import Distributor, DistributorStatus
-from orders.models import Product, RechargeOrder
+from orders.models import OrderBatch, Product, RechargeOrder
 
 COLUMNS: tuple[Column, ...] = (
     Column("target_account", "Account", "充值账号", required=True,
@@ -103,8 +103,16 @@ class BatchImport(SpreadsheetImport):
         distributor = Distributor.objects.filter(pk=job.options["distributor_id"]).first()
         if not product.active:
             raise FileRefused(_("This product is not on sale."))
-        if distributor is None or distributor.status == DistributorStatus.CLOSED:
+        if distributor is None:
             raise FileRefused(_("The distributor of this batch is closed."))
+        if distributor.status != DistributorStatus.ACTIVE:
+            # Only an active distributor gets orders (order_check): a suspended one would pass the check
+            # and fail the import.
+            raise FileRefused(_("Distributor %(distributor)s is %(status)s: it gets no orders.")
+                              % {"distributor": distributor.code, "status": distributor.get_status_display()})
+        code = job.options.get("batch_code", "").strip()
+        if code and OrderBatch.objects.filter(batch_code=code).exists():  # taken since the upload form checked it
+            raise FileRefused(_("A batch with this code already exists."))
         errors, labels, rows = list(parsed.errors), parsed.labels, []
         first_seen: dict[tuple, int] = {}
         for row in parsed.rows:
