@@ -1,30 +1,32 @@
-"""A previewed batch file waits in the database, not in the session, and is confirmed once, by its uploader.
+"""An uploaded batch file waits in its FileJob, not in the session, and is confirmed once, by its uploader.
 
-Given a clerk who uploads a good file, the session holds a few bytes and the page a token; the
-file waits in a PendingBatchUpload row. Confirming creates the batch and uses the row up, so a
-second click (even at the same instant) creates nothing; another clerk holding the token cannot
-confirm it, and neither can its owner once it is older than ORDER_BATCH_PREVIEW_MINUTES. Old and
-replaced uploads are deleted, and the file's content is in neither the admin nor the audit history.
+Given a clerk who uploads a good file, the session holds a few bytes; the file and the checked rows
+are in the job. Confirming (the job page's button) queues the import, which checks everything again
+and creates the batch whole; a second confirm, even at the same instant, creates nothing. Another
+clerk cannot confirm someone else's upload. A file the database refuses by the time it runs (the
+product taken off sale, say) creates nothing and the job says why. The file's content is not in the
+audit history.
 """
 
 from __future__ import annotations
 
-import datetime
 import threading
 
 import pytest
-from django.apps import apps
-from django.contrib import admin
 from django.contrib.messages import get_messages
 from django.contrib.sessions.models import Session
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
+from django.db import connections
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import translation
+from pghistory.models import Events
+from procrastinate.contrib.django.models import ProcrastinateJob
 
+from config.imports import ImportRefused, file_import_check, file_import_confirm, file_import_create, file_import_run
+from config.models import FileJob, FileJobKind, FileJobStatus
 from config.roles import FINANCE_CLERK
-from orders.batch_uploads import UploadUnavailable, batch_upload_confirm, batch_upload_store, batch_uploads_purge
-from orders.models import OrderBatch, PendingBatchUpload, RechargeOrder
+from orders.models import OrderBatch, RechargeOrder
+from orders.services import BatchItemData, batch_create
 from tests.factories import make_user, sign_in
 
 pytestmark = pytest.mark.django_db
@@ -44,21 +46,45 @@ def big_csv(rows: int = ROWS) -> bytes:
                                                  for n in range(rows))).encode()
 
 
-def preview(client, distributor, product, content: bytes, **extra):
+def job_url(job: FileJob) -> str:
+    return reverse("admin:backoffice_filejob_change", args=[job.pk])
+
+
+def upload(client, distributor, product, content: bytes, **extra) -> FileJob:
+    """Upload through the admin, then run the check the worker would run; returns the checked job."""
     response = client.post(IMPORT, {
         "distributor": distributor.pk, "product": product.pk, "file": SimpleUploadedFile("batch.csv", content),
         **extra,
     })
-    assert response.status_code == 200 and "import-preview" in response.content.decode(), response.context.get("errors")
-    return response
+    assert response.status_code == 302, response.context and response.context["form"].errors
+    job = FileJob.objects.order_by("-pk").first()
+    assert response["Location"] == job_url(job)
+    file_import_check(file_job_id=job.pk)
+    job.refresh_from_db()
+    assert job.can_confirm, job.errors
+    return job
 
 
-def confirm(client, token: str):
-    return client.post(IMPORT, {"token": token})
+def stored_upload(actor, distributor, product, content: bytes) -> FileJob:
+    """An upload as the admin stores it, checked."""
+    job = file_import_create(
+        kind=FileJobKind.ORDER_BATCH_IMPORT, actor=actor, filename="b.csv", content=content, language="en",
+        options={"distributor_id": distributor.pk, "product_id": product.pk, "batch_code": "", "remark": ""},
+    )
+    file_import_check(file_job_id=job.pk)
+    return FileJob.objects.get(pk=job.pk)
+
+
+def confirm(client, job: FileJob):
+    return client.post(reverse("admin:backoffice_filejob_confirm", args=[job.pk]))
 
 
 def last_message(response) -> str:
     return [str(message) for message in get_messages(response.wsgi_request)][-1]
+
+
+def status(job: FileJob) -> str:
+    return FileJob.objects.values_list("status", flat=True).get(pk=job.pk)
 
 
 @pytest.fixture
@@ -68,131 +94,161 @@ def signed_in(client, clerk):
     return client
 
 
-def test_the_session_holds_no_file_after_a_preview(signed_in, clerk, distributor, direct_charge_product):
+def session_data(client) -> str:
+    return Session.objects.get(session_key=client.session.session_key).session_data
+
+
+def test_the_file_waits_in_the_job_and_the_session_stays_small(signed_in, clerk, distributor, direct_charge_product):
     content = big_csv()
     assert reverse("admin:orders_orderbatch_import") == IMPORT
 
-    response = preview(signed_in, distributor, direct_charge_product, content, batch_code="BIG1", remark="大批量")
+    job = upload(signed_in, distributor, direct_charge_product, content, batch_code="BIG1", remark="大批量")
+    preview = signed_in.get(job_url(job))
 
-    stored = Session.objects.get(session_key=signed_in.session.session_key).session_data
-    assert len(content) > 100_000 and len(stored) < 2_000
-    assert "content" not in str(dict(signed_in.session))
-    pending = PendingBatchUpload.objects.get()
-    assert bytes(pending.content) == content and pending.token == response.context["token"]
-    assert (pending.uploaded_by, pending.distributor, pending.product, pending.batch_code, pending.remark,
-            pending.filename) == (clerk, distributor, direct_charge_product, "BIG1", "大批量", "batch.csv")
-    assert pending.token not in str(dict(signed_in.session))  # the page posts it back, the session need not hold it
+    assert preview.status_code == 200 and 'id="import-preview"' in preview.content.decode()
+    assert len(content) > 100_000 and len(session_data(signed_in)) < 2_000
+    assert "padding" not in str(dict(signed_in.session))
+    stored = FileJob.objects.get(pk=job.pk)
+    assert bytes(stored.content) == content and stored.checked_rows  # the file, and the rows as checked
+    assert (stored.created_by, stored.original_filename, stored.importable_rows) == (clerk, "batch.csv", ROWS)
+    assert stored.options == {"distributor_id": distributor.pk, "product_id": direct_charge_product.pk,
+                              "batch_code": "BIG1", "remark": "大批量"}
     assert not OrderBatch.objects.exists()
 
 
-def test_confirm_creates_the_batch_once_and_uses_the_upload_up(signed_in, distributor, direct_charge_product):
-    token = preview(signed_in, distributor, direct_charge_product, big_csv(50), batch_code="ONCE1").context["token"]
+def test_confirm_creates_the_batch_once(signed_in, distributor, direct_charge_product):
+    job = upload(signed_in, distributor, direct_charge_product, big_csv(50), batch_code="ONCE1")
 
-    first = confirm(signed_in, token)
-    second = confirm(signed_in, token)
+    first = confirm(signed_in, job)
+    assert first.status_code == 302 and first["Location"] == job_url(job)
+    assert last_message(first).startswith("The import is running")
+    file_import_run(file_job_id=job.pk)
+    second = confirm(signed_in, job)
+    file_import_run(file_job_id=job.pk)  # a run queued twice finds the job done
 
     batch = OrderBatch.objects.get()
-    assert first.status_code == 302 and first["Location"].endswith(f"/{batch.pk}/change/")
     assert batch.batch_code == "ONCE1" and batch.orders.count() == 50
-    assert second.status_code == 302 and second["Location"] == IMPORT
-    assert last_message(second) == "This preview was already used or has expired; upload the file again."
+    job.refresh_from_db()
+    assert (job.status, job.created_count, job.options["batch_id"]) == (FileJobStatus.DONE, 50, batch.pk)
+    assert second.status_code == 302 and second["Location"] == job_url(job)
+    assert last_message(second).startswith("This import cannot be confirmed: it is Done")
+    with pytest.raises(ImportRefused):
+        file_import_confirm(file_job_id=job.pk, actor=job.created_by)
     assert OrderBatch.objects.count() == 1 and RechargeOrder.objects.count() == 50
-    assert not PendingBatchUpload.objects.exists()
+    assert ProcrastinateJob.objects.filter(task_name="files.run_import", args={"file_job_id": job.pk}).count() == 1
 
 
-def test_another_user_cannot_confirm_someone_elses_preview(client, signed_in, clerk, distributor,
-                                                           direct_charge_product):
-    token = preview(signed_in, distributor, direct_charge_product, big_csv(3)).context["token"]
+def test_another_user_cannot_confirm_someone_elses_upload(client, signed_in, clerk, distributor,
+                                                          direct_charge_product):
+    job = upload(signed_in, distributor, direct_charge_product, big_csv(3))
     other = make_user("other_clerk", FINANCE_CLERK)
     sign_in(client, other)
-    refused = confirm(client, token)
 
-    assert refused.status_code == 302 and refused["Location"] == IMPORT
-    assert last_message(refused) == "This preview was made by another user; upload the file yourself."
-    assert not OrderBatch.objects.exists()
-    with pytest.raises(UploadUnavailable):
-        batch_upload_confirm(token=token, actor=other)
-    # The owner's preview is untouched and still theirs to confirm.
+    page = client.get(job_url(job)).content.decode()
+    refused = confirm(client, job)
+
+    assert 'id="confirm-import"' not in page and "Only clerk, who uploaded this file, can confirm its import." in page
+    assert refused.status_code == 302 and refused["Location"] == job_url(job)
+    assert last_message(refused) == "Only clerk, who uploaded this file, can confirm its import."
+    with pytest.raises(ImportRefused) as service_refused:
+        file_import_confirm(file_job_id=job.pk, actor=other)
+    assert "clerk, who uploaded this file" in " ".join(service_refused.value.messages)
+    assert status(job) == FileJobStatus.READY and not OrderBatch.objects.exists()
+    # The owner's upload is untouched and still theirs to confirm.
     sign_in(client, clerk)
-    assert confirm(client, token).status_code == 302 and OrderBatch.objects.get().created_by == clerk
+    assert 'id="confirm-import"' in client.get(job_url(job)).content.decode()
+    assert confirm(client, job).status_code == 302 and status(job) == FileJobStatus.RUNNING
+    file_import_run(file_job_id=job.pk)
+    assert OrderBatch.objects.get().created_by == clerk and RechargeOrder.objects.count() == 3
 
 
-def test_an_expired_preview_is_refused_and_deleted(settings, signed_in, distributor, direct_charge_product):
-    settings.ORDER_BATCH_PREVIEW_MINUTES = 60
-    token = preview(signed_in, distributor, direct_charge_product, big_csv(3)).context["token"]
-    PendingBatchUpload.objects.update(created_at=timezone.now() - datetime.timedelta(minutes=61))
-
-    refused = confirm(signed_in, token)
-
-    assert last_message(refused) == "This preview is older than 60 minutes; upload the file again."
-    assert not OrderBatch.objects.exists() and not PendingBatchUpload.objects.exists()
+def deactivate_product(distributor, product, clerk):
+    product.active = False
+    product.save()
 
 
-def test_a_new_upload_replaces_the_clerks_earlier_one_and_old_ones_are_deleted(
-    signed_in, distributor, direct_charge_product
+def suspend_distributor(distributor, product, clerk):
+    distributor.status = "suspended"
+    distributor.save()
+
+
+def take_the_batch_code(distributor, product, clerk):
+    batch_create(distributor=distributor, product=product, actor=clerk, batch_code="LATE1",
+                 items=[BatchItemData("13999999999")])
+
+
+@pytest.mark.parametrize("change, message", [
+    (deactivate_product, "This product is not on sale."),
+    (suspend_distributor, "Distributor OD1001 is Suspended: it gets no orders."),
+    (take_the_batch_code, "A batch with this code already exists."),
+], ids=["product-off-sale", "distributor-suspended", "batch-code-taken"])
+def test_a_file_refused_when_it_runs_creates_nothing_and_the_job_says_why(
+    signed_in, clerk, distributor, direct_charge_product, change, message
 ):
-    def stored_by(username: str):
-        return batch_upload_store(actor=make_user(username, FINANCE_CLERK), distributor=distributor,
-                                  product=direct_charge_product, filename="b.csv", content=big_csv(2))
+    job = upload(signed_in, distributor, direct_charge_product, big_csv(3), batch_code="LATE1")
+    change(distributor, direct_charge_product, clerk)
+    batches, orders = OrderBatch.objects.count(), RechargeOrder.objects.count()
 
-    waiting = stored_by("slow_clerk")
-    forgotten = stored_by("gone_clerk")
-    PendingBatchUpload.objects.filter(pk=forgotten.pk).update(created_at=timezone.now() - datetime.timedelta(days=2))
+    assert confirm(signed_in, job).status_code == 302 and status(job) == FileJobStatus.RUNNING
+    file_import_run(file_job_id=job.pk)
 
-    first = preview(signed_in, distributor, direct_charge_product, big_csv(3)).context["token"]
-    second = preview(signed_in, distributor, direct_charge_product, big_csv(4)).context["token"]
-
-    # The clerk's first preview is gone, and so is the expired one; the other clerk's recent one waits.
-    assert set(PendingBatchUpload.objects.values_list("token", flat=True)) == {second, waiting.token}
-    replaced = confirm(signed_in, first)
-    assert last_message(replaced) == "This preview was already used or has expired; upload the file again."
-    assert confirm(signed_in, second).status_code == 302 and OrderBatch.objects.get().orders.count() == 4
-    assert batch_uploads_purge() == 0
-
-
-def test_a_file_refused_on_confirm_creates_nothing_and_is_used_up(signed_in, distributor, direct_charge_product):
-    token = preview(signed_in, distributor, direct_charge_product, big_csv(3)).context["token"]
-    direct_charge_product.active = False
-    direct_charge_product.save()
-
-    response = confirm(signed_in, token)
-
-    assert not OrderBatch.objects.exists() and not RechargeOrder.objects.exists()
-    assert not PendingBatchUpload.objects.exists()
-    assert response.status_code in (200, 302)
+    job.refresh_from_db()
+    assert job.status == FileJobStatus.FAILED and job.finished_at is not None and "batch_id" not in job.options
+    assert [(e["row"], e["field"]) for e in job.errors] == [(None, "")]
+    assert message in job.errors[0]["message"]
+    assert (OrderBatch.objects.count(), RechargeOrder.objects.count()) == (batches, orders)
+    page = signed_in.get(job_url(job)).content.decode()
+    assert 'id="import-errors"' in page and 'id="confirm-import"' not in page and 'id="import-result"' not in page
+    with pytest.raises(ImportRefused):
+        file_import_confirm(file_job_id=job.pk, actor=clerk)
 
 
-def test_the_upload_is_in_neither_the_admin_nor_the_history():
-    tracked = {model.pgh_tracked_model for model in apps.get_models() if hasattr(model, "pgh_tracked_model")}
+def test_the_uploaded_file_is_not_in_the_history(clerk, distributor, direct_charge_product):
+    recorded = {field.name for model in set(FileJob.pgh_event_models.values()) for field in model._meta.fields}
+    assert {"status", "original_filename", "errors"} <= recorded
+    assert not {"content", "checked_rows", "options", "processed_rows"} & recorded
 
-    assert RechargeOrder in tracked and PendingBatchUpload not in tracked
-    assert PendingBatchUpload not in admin.site._registry
+    job = stored_upload(clerk, distributor, direct_charge_product, big_csv(20))
+    file_import_confirm(file_job_id=job.pk, actor=clerk)
+    file_import_run(file_job_id=job.pk)
+
+    events = Events.objects.filter(pgh_obj_model="backoffice.FileJob", pgh_obj_id=str(job.pk))
+    assert {event.pgh_data["status"] for event in events} >= {FileJobStatus.QUEUED, FileJobStatus.DONE}
+    assert not [event for event in events if "1380" in str(event.pgh_data) or "padding" in str(event.pgh_data)]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_confirms_at_the_same_instant_make_one_batch(distributor, direct_charge_product):
+def test_two_confirms_at_the_same_instant_make_one_batch(no_jobs_left_over, distributor, direct_charge_product):
     clerk = make_user("double_clicker", FINANCE_CLERK)
-    upload = batch_upload_store(actor=clerk, distributor=distributor, product=direct_charge_product,
-                                filename="b.csv", content=big_csv(20))
-    barrier = threading.Barrier(8)
-    outcomes: list[str] = []
+    job = stored_upload(clerk, distributor, direct_charge_product, big_csv(20))
+    assert job.can_confirm, job.errors
 
-    def click():
-        try:
-            barrier.wait()
-            batch_upload_confirm(token=upload.token, actor=clerk)
-            outcomes.append("created")
-        except UploadUnavailable:
-            outcomes.append("refused")
-        finally:
-            connection.close()
+    def at_once(step) -> list[str]:
+        barrier = threading.Barrier(8)
+        outcomes: list[str] = []
 
-    threads = [threading.Thread(target=click) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        def click():
+            try:
+                barrier.wait()
+                outcomes.append(step())
+            except ImportRefused:
+                outcomes.append("refused")
+            finally:
+                connections.close_all()
 
-    assert sorted(outcomes) == ["created"] + ["refused"] * 7
+        threads = [threading.Thread(target=click) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return outcomes
+
+    confirms = at_once(lambda: file_import_confirm(file_job_id=job.pk, actor=clerk) and "confirmed")
+    # The import queued once; even if it ran eight times at once, it saves once.
+    runs = at_once(lambda: file_import_run(file_job_id=job.pk))
+
+    assert sorted(confirms) == ["confirmed"] + ["refused"] * 7
+    assert ProcrastinateJob.objects.filter(task_name="files.run_import").count() == 1
+    assert runs == [FileJobStatus.DONE] * 8
     assert OrderBatch.objects.count() == 1 and RechargeOrder.objects.count() == 20
-    assert not PendingBatchUpload.objects.exists()
+    assert FileJob.objects.get(pk=job.pk).created_count == 20
