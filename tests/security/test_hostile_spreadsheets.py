@@ -18,7 +18,6 @@ import zlib
 from decimal import Decimal
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import translation
 from openpyxl import Workbook
@@ -28,8 +27,8 @@ from config.models import FileJobStatus
 from config.roles import FINANCE_CLERK
 from distributors.imports import import_fund_transactions
 from distributors.models import Account, FundTransaction, LedgerEntry
+from orders.imports import batch_import_now
 from orders.models import OrderBatch, OrderKind, Product, RechargeOrder
-from orders.services import BatchImportRefused, batch_import
 from providers.models import Provider
 from tests.distributors.import_support import ENGLISH, row
 from tests.factories import fund, make_distributor, make_user, sign_in
@@ -192,34 +191,32 @@ def fund_import(clerk, distributor):
 
 @pytest.fixture
 def batch_upload(client, clerk, distributor, product):
-    """Upload a batch file through the admin (the preview), then confirm through the service.
+    """Import a batch file (upload, check, and confirm and run when the check is clean); returns (batch, errors).
 
-    A refused file: the page lists its errors and offers no confirmation, the service refuses it
-    too, and nothing changed.
+    A refused file: the job stays checked with its errors and nothing to confirm, its page lists them
+    (never a 500) and offers no confirmation, and nothing changed.
     """
     sign_in(client, clerk)
+
     def run(content: bytes, filename: str, *, expect_refused: bool | None = True):
         """expect_refused: True, False, or None when either is right (then the outcome is returned)."""
         before = state()
-        response = client.post(
-            reverse("admin:orders_orderbatch_import"),
-            {"distributor": distributor.pk, "product": product.pk, "file": SimpleUploadedFile(filename, content)},
-            headers={"accept-language": "en"},
-        )
-        assert response.status_code == 200
-        errors = response.context.get("errors") or []
-        if not errors:
+        job = batch_import_now(distributor=distributor, product=product, actor=clerk, filename=filename,
+                               content=content, language="en")
+        page = client.get(reverse("admin:backoffice_filejob_change", args=[job.pk]), headers={"accept-language": "en"})
+        assert page.status_code == 200
+        if not job.errors:
             assert expect_refused is not True, "the file was expected to be refused"
-            assert response.context.get("token")
-            return batch_import(distributor=distributor, product=product, actor=clerk, filename=filename,
-                                content=content), []
-        assert expect_refused is not False, errors
-        assert "token" not in response.context  # nothing to confirm
-        with pytest.raises(BatchImportRefused) as refused:
-            batch_import(distributor=distributor, product=product, actor=clerk, filename=filename, content=content)
-        assert [e["message"] for e in refused.value.errors] == [e["message"] for e in errors]
+            assert job.status == FileJobStatus.DONE, job.status
+            return OrderBatch.objects.get(pk=job.options["batch_id"]), []
+        assert expect_refused is not False, job.errors
+        assert job.status == FileJobStatus.READY, (job.status, job.errors)
+        assert job.created_count == 0 and job.importable_rows == 0 and not job.can_confirm
+        assert "batch_id" not in job.options
+        assert all(set(error) == {"row", "field", "message"} and error["message"] for error in job.errors)
+        assert 'id="import-errors"' in page.content.decode() and 'id="confirm-import"' not in page.content.decode()
         assert state() == before
-        return None, errors
+        return None, job.errors
 
     return run
 
