@@ -12,6 +12,8 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from config.imports import file_import_check, file_import_create
+from config.models import FileJobKind
 from config.roles import FINANCE_CLERK, FINANCE_SUPERVISOR
 from distributors.fund_transactions import fund_transaction_approve, fund_transaction_create, fund_transactions_submit
 from distributors.models import ErpSync, SyncStatus
@@ -34,9 +36,11 @@ from tests.factories import fund, make_distributor, make_user
 # Everything an intruder could change through the admin: business rows, their history, the job
 # queue, users and groups, lockouts and second-factor devices. Sessions change on every request.
 # Orders: products, orders, batches, card secrets, PIN disclosures, callback nonces, upstream balances
-# and their history (the ledger entries orders post are in "distributors").
+# and their history (the ledger entries orders post are in "distributors"). "backoffice": the file
+# jobs (every import and export) and their history.
 WATCHED_APPS = {
-    "auth", "distributors", "orders", "providers", "procrastinate", "axes", "otp_totp", "otp_static", "pghistory",
+    "auth", "backoffice", "distributors", "orders", "providers", "procrastinate", "axes", "otp_totp", "otp_static",
+    "pghistory",
 }
 UNWATCHED_MODELS = {"pghistory.Events", "pghistory.MiddlewareEvents"}
 
@@ -95,10 +99,19 @@ def orders_world(clerk, supervisor, distributor) -> dict:
     balance = UpstreamBalance.objects.create(
         provider=Provider.BST17, credit=Decimal("5000.00"), frozen=Decimal("0.00"), commission=Decimal("1.00"),
     )
+    # A batch file the world's clerk uploaded and had checked: clean, waiting for them to confirm it.
+    batch_import = file_import_create(
+        kind=FileJobKind.ORDER_BATCH_IMPORT, actor=clerk, filename="world.csv", content="充值账号\n13900000009\n".encode(),
+        language="en", options={"distributor_id": distributor.pk, "product_id": direct.pk, "batch_code": "",
+                                "remark": ""},
+    )
+    file_import_check(file_job_id=batch_import.pk)
+    batch_import.refresh_from_db()
+    assert batch_import.can_confirm, batch_import.errors
     return {
         "products": [direct, gift], "draft_order": draft_order, "queued_order": queued, "review_order": review,
         "delivered_order": delivered, "draft_batch": draft_batch, "placed_batch": placed_batch, "cards": cards,
-        "disclosure": cards[0].disclosures.get(), "upstream_balance": balance,
+        "disclosure": cards[0].disclosures.get(), "upstream_balance": balance, "batch_import": batch_import,
     }
 
 

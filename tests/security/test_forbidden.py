@@ -173,7 +173,9 @@ def attempts(role, label, world, user):
             "distributor": world["distributor"].pk, "product": world["products"][0].pk,
             "file": SimpleUploadedFile("evil.csv", "充值账号\n13999999999\n".encode()),
         }, "url"
-        yield "import confirm", "post", url, {"token": "forged"}, "url"
+        # Confirming someone's checked upload (the job page's button).
+        confirm = reverse("admin:backoffice_filejob_confirm", args=[world["batch_import"].pk])
+        yield "import confirm", "post", confirm, {}, "url"
     if model_admin.list_editable and "change" not in allowed:
         # The list's inline editing (product prices): without the change permission it is not offered,
         # and a forged save is either refused or ignored.
@@ -243,6 +245,28 @@ def test_custom_admin_pages_refuse_what_the_role_cannot_do(client, world, role):
     # Syncing products and reading our upstream balance (orders.sync_product, supervisors only).
     assert client.post(reverse("admin:orders_product_sync")).status_code == 403
     assert client.get(reverse("admin:orders_product_sync")).status_code == 403
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("role", [AUDITOR, FINANCE_CLERK])
+def test_only_its_uploader_confirms_an_import(client, world, role):
+    """The auditor may not import at all; another clerk may import, but not confirm someone else's file."""
+    from config.models import FileJob, FileJobStatus
+
+    job = world["batch_import"]
+    sign_in(client, make_user("intruder", role))
+    before = snapshot()
+
+    page = client.get(reverse("admin:backoffice_filejob_change", args=[job.pk]))
+    response = client.post(reverse("admin:backoffice_filejob_confirm", args=[job.pk]))
+
+    assert page.status_code == 200 and 'id="confirm-import"' not in page.content.decode()
+    if role == AUDITOR:
+        assert response.status_code == 403
+    else:
+        assert response.status_code == 302 and response["Location"] == reverse("admin:backoffice_filejob_change",
+                                                                               args=[job.pk])
+    assert FileJob.objects.get(pk=job.pk).status == FileJobStatus.READY
     assert snapshot() == before
 
 
