@@ -131,7 +131,7 @@ def upload(page, backoffice, path: Path) -> None:
     assert "从 Excel 导入资金流水" in page.inner_text("#content")
     page.set_input_files("#id_file", str(path))
     navigate(page, page.get_by_role("button", name="上传并校验"))
-    assert re.search(r"/admin/distributors/importjob/\d+/change/", page.url), page.inner_text("#content")
+    assert re.search(r"/admin/backoffice/filejob/\d+/change/", page.url), page.inner_text("#content")
 
 
 def wait_for_import_status(page, wanted: str, timeout: float = 60.0) -> None:
@@ -183,7 +183,7 @@ def test_clerk_imports_recharges_and_submits_them(backoffice, open_browser, day,
     assert page.inner_text("#import-importable") == "2"
     shot(page, "04-clerk-import-preview")
     navigate(page, "#confirm-import")
-    wait_for_import_status(page, "已导入")
+    wait_for_import_status(page, "已完成")
     assert page.inner_text("#import-created") == "2"
     shot(page, "05-clerk-import-done")
 
