@@ -190,7 +190,7 @@ def fund_import(clerk, distributor):
 
 
 @pytest.fixture
-def batch_upload(client, clerk, distributor, product):
+def batch_file(client, clerk, distributor, product):
     """Import a batch file (upload, check, and confirm and run when the check is clean); returns (batch, errors).
 
     A refused file: the job stays checked with its errors and nothing to confirm, its page lists them
@@ -224,12 +224,12 @@ def batch_upload(client, clerk, distributor, product):
 # --- zip bombs ------------------------------------------------------------------------------------
 
 
-def test_a_batch_zip_bomb_is_refused_before_it_is_inflated(batch_upload, settings):
+def test_a_batch_zip_bomb_is_refused_before_it_is_inflated(batch_file, settings):
     settings.IMPORT_MAX_UNCOMPRESSED_BYTES = 1024 * 1024
     bomb = inflated(workbook(BATCH_HEADER, [["13800000001", "", 100]]), size=4 * 1024 * 1024)
     assert len(bomb) < 64 * 1024
 
-    _batch, [error] = batch_upload(bomb, "bomb.xlsx")
+    _batch, [error] = batch_file(bomb, "bomb.xlsx")
 
     assert error["row"] is None and "unpacks to far more data" in error["message"]
 
@@ -246,12 +246,12 @@ def test_a_zip_bomb_lying_about_its_size_is_refused_for_fund_transactions(fund_i
 
 
 @pytest.mark.parametrize("matching_crc", [False, True], ids=["crc-of-whole", "crc-of-cut"])
-def test_a_zip_bomb_lying_about_its_size_is_refused_for_batches(batch_upload, settings, matching_crc):
+def test_a_zip_bomb_lying_about_its_size_is_refused_for_batches(batch_file, settings, matching_crc):
     settings.IMPORT_MAX_UNCOMPRESSED_BYTES = 1024 * 1024
     real = inflated(workbook(BATCH_HEADER, [["13800000001", "", 100]]), size=4 * 1024 * 1024)
     bomb = lying_sizes(real, matching_crc=matching_crc)
 
-    _batch, [error] = batch_upload(bomb, "bomb.xlsx")
+    _batch, [error] = batch_file(bomb, "bomb.xlsx")
 
     assert error["row"] is None and "cannot be read" in error["message"]
 
@@ -273,13 +273,13 @@ def test_a_100000_character_remark_is_refused_on_its_row(fund_import, filename):
 
 @pytest.mark.parametrize("filename", ["long.xlsx", "long.csv"])
 @pytest.mark.parametrize(("column", "limit"), [(0, 128), (1, 512)], ids=["account", "attach-values"])
-def test_a_100000_character_batch_cell_is_refused_on_its_row(batch_upload, filename, column, limit):
+def test_a_100000_character_batch_cell_is_refused_on_its_row(batch_file, filename, column, limit):
     long_row = ["13800000002", "", 100]
     long_row[column] = LONG
     rows = [["13800000001", "", 100], long_row, ["13800000003", "", 100]]
     content = workbook(BATCH_HEADER, rows) if filename.endswith("xlsx") else csv_text(BATCH_HEADER, rows).encode()
 
-    _batch, errors = batch_upload(content, filename)
+    _batch, errors = batch_file(content, filename)
 
     assert errors == [{"row": 3, "field": BATCH_HEADER[column], "message": f"Longer than {limit} characters."}]
 
@@ -293,10 +293,10 @@ def test_a_csv_cell_beyond_the_csv_readers_own_limit_is_refused_on_its_row(fund_
     assert error["row"] == 3 and "malformed" in error["message"]
 
 
-def test_a_batch_csv_cell_beyond_the_csv_readers_own_limit_is_refused_on_its_row(batch_upload):
+def test_a_batch_csv_cell_beyond_the_csv_readers_own_limit_is_refused_on_its_row(batch_file):
     rows = [["13800000001", "", 100], ["13800000002", "区" * 200_000, 100]]
 
-    _batch, [error] = batch_upload(csv_text(BATCH_HEADER, rows).encode(), "long.csv")
+    _batch, [error] = batch_file(csv_text(BATCH_HEADER, rows).encode(), "long.csv")
 
     assert error["row"] == 3 and "malformed" in error["message"]
 
@@ -310,11 +310,11 @@ def test_a_5000_digit_number_cell_is_refused_on_its_row_for_fund_transactions(fu
 
 
 @pytest.mark.parametrize("reference", ["A3", "C3"], ids=["account", "face-value"])
-def test_a_5000_digit_number_cell_is_refused_on_its_row_for_batches(batch_upload, reference):
+def test_a_5000_digit_number_cell_is_refused_on_its_row_for_batches(batch_file, reference):
     content = huge_number_cell(workbook(BATCH_HEADER, [["13800000001", "", 100], ["13800000002", "", 100]]),
                                reference)
 
-    _batch, errors = batch_upload(content, "digits.xlsx")
+    _batch, errors = batch_file(content, "digits.xlsx")
 
     field = {"A": "Account", "C": "Face value"}[reference[0]]
     assert [(e["row"], e["field"]) for e in errors] == [(3, field)]
@@ -391,22 +391,22 @@ def batch_csv(*lines: tuple[str, str, str], header: str = "Account,Attach values
     [("13800000001", GB_TEXT, "gb18030"), ("13800000002", "区服", "utf-8-bom")],
     [("13800000001", GB_TEXT, "gb18030"), ("13800000002", UTF8_TEXT, "utf-8")],
 ], ids=["utf8-with-a-gb18030-line", "gb18030-with-a-utf8-bom-line", "gb18030-with-a-utf8-line"])
-def test_a_batch_csv_with_mixed_encodings_stores_no_mojibake(batch_upload, lines):
+def test_a_batch_csv_with_mixed_encodings_stores_no_mojibake(batch_file, lines):
     intended = {attach for _account, attach, _encoding in lines}
 
-    batch, errors = batch_upload(batch_csv(*lines), "mixed.csv", expect_refused=None)
+    batch, errors = batch_file(batch_csv(*lines), "mixed.csv", expect_refused=None)
 
-    if errors:  # refused (and batch_upload proved nothing changed)
+    if errors:  # refused (and batch_file proved nothing changed)
         assert "encoding" in " ".join(e["message"] for e in errors)
     else:
         assert set(batch.orders.values_list("attach_values", flat=True)) == intended
 
 
-def test_a_second_bom_in_a_utf8_batch_csv_is_not_stored_in_the_account(batch_upload):
+def test_a_second_bom_in_a_utf8_batch_csv_is_not_stored_in_the_account(batch_file):
     """Two exports pasted together: the second one's BOM must not end up inside an account number."""
     content = b"\xef\xbb\xbf" + batch_csv(("13800000001", "", "utf-8"), ("13800000002", "", "utf-8-bom"))
 
-    batch, errors = batch_upload(content, "twice.csv", expect_refused=False)
+    batch, errors = batch_file(content, "twice.csv", expect_refused=False)
 
     assert sorted(batch.orders.values_list("target_account", flat=True)) == ["13800000001", "13800000002"]
 
@@ -434,18 +434,18 @@ def test_formula_cells_are_refused_in_every_fund_column(fund_import, text):
 
 
 @pytest.mark.parametrize("text", FORMULAS)
-def test_formula_cells_are_refused_in_every_batch_column(batch_upload, text):
+def test_formula_cells_are_refused_in_every_batch_column(batch_file, text):
     formula = as_formula(text)
     rows = [["13800000001", "", 100], [formula, "", 100], ["13800000003", formula, 100], ["13800000004", "", formula]]
 
-    _batch, errors = batch_upload(workbook(BATCH_HEADER, rows), "formulas.xlsx")
+    _batch, errors = batch_file(workbook(BATCH_HEADER, rows), "formulas.xlsx")
 
     assert [(e["row"], e["field"]) for e in errors] == [(3, "Account"), (4, "Attach values"), (5, "Face value")]
     assert all("Formulas are not accepted" in e["message"] for e in errors)
 
 
 @pytest.mark.parametrize("filename", ["text.csv", "text.xlsx"])
-def test_an_equals_sign_typed_as_text_is_refused_like_a_formula(fund_import, batch_upload, filename):
+def test_an_equals_sign_typed_as_text_is_refused_like_a_formula(fund_import, batch_file, filename):
     """'=cmd|...' as text: a formula once the file (or an export of it) is opened in Excel."""
     text = FORMULAS[0]
 
@@ -453,7 +453,7 @@ def test_an_equals_sign_typed_as_text_is_refused_like_a_formula(fund_import, bat
         return workbook(header, rows, as_text=True) if filename.endswith("xlsx") else csv_text(header, rows).encode()
 
     _job, fund_errors = fund_import(build(ENGLISH, [fund_row("V1", remark=text)]), filename)
-    _batch, batch_errors = batch_upload(build(BATCH_HEADER, [["13800000001", text, 100]]), filename)
+    _batch, batch_errors = batch_file(build(BATCH_HEADER, [["13800000001", text, 100]]), filename)
 
     assert [(e["row"], e["field"]) for e in fund_errors] == [(2, "Remark")]
     assert [(e["row"], e["field"]) for e in batch_errors] == [(2, "Attach values")]
@@ -462,14 +462,14 @@ def test_an_equals_sign_typed_as_text_is_refused_like_a_formula(fund_import, bat
 
 @pytest.mark.parametrize("filename", ["text.csv", "text.xlsx"])
 @pytest.mark.parametrize("text", FORMULAS[1:])
-def test_plus_at_minus_typed_as_text_are_not_amounts(fund_import, batch_upload, filename, text):
+def test_plus_at_minus_typed_as_text_are_not_amounts(fund_import, batch_file, filename, text):
     """In an amount column they are refused, never computed (-2+3 is not 1)."""
 
     def build(header, rows):
         return workbook(header, rows, as_text=True) if filename.endswith("xlsx") else csv_text(header, rows).encode()
 
     _job, fund_errors = fund_import(build(ENGLISH, [fund_row("V1", amount=text)]), filename)
-    _batch, batch_errors = batch_upload(build(BATCH_HEADER, [["13800000001", "", text]]), filename)
+    _batch, batch_errors = batch_file(build(BATCH_HEADER, [["13800000001", "", text]]), filename)
 
     assert fund_errors == [{"row": 2, "field": "Amount", "message": f"“{text}” is not an amount."}]
     assert batch_errors == [{"row": 2, "field": "Face value", "message": f"“{text}” is not an amount."}]
@@ -478,7 +478,7 @@ def test_plus_at_minus_typed_as_text_are_not_amounts(fund_import, batch_upload, 
 @pytest.mark.parametrize("filename", ["text.csv", "text.xlsx"])
 @pytest.mark.parametrize("text", FORMULAS[1:])
 def test_plus_at_minus_typed_as_text_are_kept_as_typed_and_exported_inert(
-    fund_import, batch_upload, distributor, filename, text
+    fund_import, batch_file, distributor, filename, text
 ):
     """An account such as +8613800138000 or a remark starting with "-" is ordinary text: it is kept
     exactly as typed (never evaluated), moves no money, and every export neutralizes it."""
@@ -490,7 +490,7 @@ def test_plus_at_minus_typed_as_text_are_kept_as_typed_and_exported_inert(
     balances = sorted(Account.objects.values_list("pk", "balance"))
     job, _errors = fund_import(build(ENGLISH, [fund_row("V1", remark=text, payer=text)]), filename,
                                expect_refused=False)
-    batch, _errors = batch_upload(build(BATCH_HEADER, [[text, text, 100]]), filename, expect_refused=False)
+    batch, _errors = batch_file(build(BATCH_HEADER, [[text, text, 100]]), filename, expect_refused=False)
 
     assert job.status == FileJobStatus.DONE and job.created_count == 1, job.errors
     assert list(FundTransaction.objects.values_list("remark", "payer_account", "amount")) == [
