@@ -21,9 +21,10 @@ from config.spreadsheet_import import FileRefused
 from orders.imports import batch_import_now
 from orders.models import OrderBatch, OrderStatus, Product, RechargeOrder
 from orders.selectors import batch_progress
-from orders.services import BatchItemData, batch_create, batch_place
+from orders.services import batch_place
 from providers.models import Provider
 from tests.factories import sign_in
+from tests.orders.batch_support import TAKEN_CODE, suspend_distributor, take_the_batch_code
 
 pytestmark = pytest.mark.django_db
 
@@ -210,19 +211,9 @@ def test_a_fixed_price_product_refuses_a_different_face_value(distributor, direc
     assert not OrderBatch.objects.exists()
 
 
-def suspend(distributor, product, clerk):
-    distributor.status = "suspended"
-    distributor.save()
-
-
-def take_the_code(distributor, product, clerk):
-    batch_create(distributor=distributor, product=product, actor=clerk, batch_code="TAKEN1",
-                 items=[BatchItemData("13999999999")])
-
-
 @pytest.mark.parametrize("change, message", [
-    (suspend, "Distributor OD1001 is Suspended: it gets no orders."),
-    (take_the_code, "A batch with this code already exists."),
+    (suspend_distributor, "Distributor OD1001 is Suspended: it gets no orders."),
+    (take_the_batch_code, "A batch with this code already exists."),
 ], ids=["distributor-suspended", "batch-code-taken"])
 def test_the_check_refuses_what_the_import_would(distributor, direct_charge_product, clerk, change, message):
     """The preview must not offer a batch the import would then refuse."""
@@ -230,7 +221,7 @@ def test_the_check_refuses_what_the_import_would(distributor, direct_charge_prod
     batches = OrderBatch.objects.count()
 
     job = batch_import_now(distributor=distributor, product=direct_charge_product, actor=clerk, filename="b.csv",
-                           content=csv_bytes("Account\n13800138000\n"), batch_code="TAKEN1")
+                           content=csv_bytes("Account\n13800138000\n"), batch_code=TAKEN_CODE)
 
     assert job.status == FileJobStatus.READY and not job.can_confirm
     assert [(e["row"], e["message"]) for e in job.errors] == [(None, message)]

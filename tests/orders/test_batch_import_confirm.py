@@ -26,8 +26,8 @@ from config.imports import ImportRefused, file_import_check, file_import_confirm
 from config.models import FileJob, FileJobKind, FileJobStatus
 from config.roles import FINANCE_CLERK
 from orders.models import OrderBatch, RechargeOrder
-from orders.services import BatchItemData, batch_create
 from tests.factories import make_user, sign_in
+from tests.orders.batch_support import TAKEN_CODE, deactivate_product, suspend_distributor, take_the_batch_code
 
 pytestmark = pytest.mark.django_db
 
@@ -162,21 +162,6 @@ def test_another_user_cannot_confirm_someone_elses_upload(client, signed_in, cle
     assert OrderBatch.objects.get().created_by == clerk and RechargeOrder.objects.count() == 3
 
 
-def deactivate_product(distributor, product, clerk):
-    product.active = False
-    product.save()
-
-
-def suspend_distributor(distributor, product, clerk):
-    distributor.status = "suspended"
-    distributor.save()
-
-
-def take_the_batch_code(distributor, product, clerk):
-    batch_create(distributor=distributor, product=product, actor=clerk, batch_code="LATE1",
-                 items=[BatchItemData("13999999999")])
-
-
 @pytest.mark.parametrize("change, message", [
     (deactivate_product, "This product is not on sale."),
     (suspend_distributor, "Distributor OD1001 is Suspended: it gets no orders."),
@@ -185,7 +170,7 @@ def take_the_batch_code(distributor, product, clerk):
 def test_a_file_refused_when_it_runs_creates_nothing_and_the_job_says_why(
     signed_in, clerk, distributor, direct_charge_product, change, message
 ):
-    job = upload(signed_in, distributor, direct_charge_product, big_csv(3), batch_code="LATE1")
+    job = upload(signed_in, distributor, direct_charge_product, big_csv(3), batch_code=TAKEN_CODE)
     change(distributor, direct_charge_product, clerk)
     batches, orders = OrderBatch.objects.count(), RechargeOrder.objects.count()
 
