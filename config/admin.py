@@ -96,9 +96,10 @@ class FileJobAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The job's page: counts, progress while it runs, every bad row, and what to do next."""
-        if not self.get_queryset(request).filter(pk=object_id).exists():
+        # One query: the visible jobs (get_queryset), with what the page shows that the list defers.
+        job = self.get_queryset(request).defer(None).defer("content").filter(pk=object_id).first()
+        if job is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        job = FileJob.objects.defer("content").get(pk=object_id)
         if not self.has_view_permission(request, job):
             raise PermissionDenied
         may_confirm = (job.can_confirm and job.created_by_id == request.user.pk
